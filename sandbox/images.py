@@ -1,0 +1,339 @@
+"""Images in three content-hashed layers: base OS + runtime, a shared environment, a thin instance.
+
+A tag is a hash of everything that goes into its layer and of its parent's tag, so asking for an image
+that exists is a no-op and a changed recipe gets a new tag. The base comes from a registry when one is
+reachable, and otherwise from `debootstrap` + `docker import` (what the official images would give).
+The upper layers are built by running their steps in a sandbox and committing it: that lets builds use
+the host's CA bundle and proxies as read-only mounts that never end up inside the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from pydantic import BaseModel, ConfigDict
+
+from patchfleet.data.sources import RepoSource
+from patchfleet.errors import ImageBuildError
+from patchfleet.sandbox import engine
+from patchfleet.sandbox.base import REPO_DIR, Network, SandboxSpec
+from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.sandbox.trust import HostTrust
+
+REPOSITORY = "patchfleet"
+LAYER_LABEL = "patchfleet.layer"
+SPEC_LABEL = "patchfleet.spec"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = ("python3", "python3-venv", "git", "patch", "ca-certificates", "procps", "less")
+BUILD_STEP_TIMEOUT = 3600.0
+# Build containers must not leave our ownership labels behind in the image they become.
+CLEARED_LABELS = dict.fromkeys((engine.MANAGED, engine.OWNER_PID, engine.OWNER_HOST, engine.CREATED), "")
+
+Log = Callable[[str], None]
+
+
+class _Layer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def digest(self, parent: str = "") -> str:
+        payload = json.dumps({"parent": parent, **self.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class BaseLayer(_Layer):
+    """Debian release plus the packages every sandbox needs (Python for the exec server, git, patch)."""
+
+    distro: str = "bookworm"  # bookworm: Python 3.11; bullseye: Python 3.9
+    packages: tuple[str, ...] = BASE_PACKAGES
+
+    def tag(self) -> str:
+        return f"{REPOSITORY}/base:{self.distro}-{self.digest()}"
+
+
+class EnvLayer(_Layer):
+    """What every instance of one (repo, version) shares: system packages, a venv, pinned deps."""
+
+    key: str  # e.g. "sympy__sympy-1.12"
+    steps: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # baked into the image (e.g. PATH with the venv first)
+
+
+class InstanceLayer(_Layer):
+    """The repository at its base commit in /testbed, plus per-instance install steps."""
+
+    key: str  # e.g. an instance id
+    repo: str  # owner/name
+    commit: str
+    steps: tuple[str, ...] = ()
+    workdir: str = REPO_DIR
+
+
+class ImageSpec(_Layer):
+    base: BaseLayer = BaseLayer()
+    env: EnvLayer | None = None
+    instance: InstanceLayer | None = None
+
+    def tags(self) -> list[str]:
+        """Tags from the base up to the top layer."""
+        tags = [self.base.tag()]
+        if self.env is not None:
+            tags.append(f"{REPOSITORY}/env:{_slug(self.env.key)}-{self.env.digest(tags[-1])}")
+        if self.instance is not None:
+            tags.append(f"{REPOSITORY}/inst:{_slug(self.instance.key)}-{self.instance.digest(tags[-1])}")
+        return tags
+
+    def tag(self) -> str:
+        return self.tags()[-1]
+
+
+def official_image_name(instance_id: str) -> str:
+    """The name of the official SWE-bench evaluation image for an instance (`__` is written `_1776_`)."""
+    return f"swebench/sweb.eval.x86_64.{instance_id.replace('__', '_1776_').lower()}:latest"
+
+
+def _slug(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in text.lower())
+    return cleaned.strip(".-")[:80] or "x"
+
+
+class ImageBuilder:
+    """Makes sure the images of an `ImageSpec` exist, building the missing layers bottom-up."""
+
+    def __init__(
+        self,
+        backend: DockerBackend,
+        *,
+        repo_source: RepoSource | None = None,
+        allow_pull: bool = True,
+        debian_mirror: str = DEBIAN_MIRROR,
+        log: Log | None = None,
+    ) -> None:
+        self.backend = backend
+        self.client: docker.DockerClient = backend.client
+        self.trust: HostTrust = backend.trust
+        self.repo_source = repo_source
+        self.allow_pull = allow_pull
+        self.debian_mirror = debian_mirror
+        self.log = log or (lambda line: None)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def exists(self, tag: str) -> bool:
+        try:
+            self.client.images.get(tag)
+        except ImageNotFound:
+            return False
+        return True
+
+    def ensure(self, spec: ImageSpec) -> str:
+        """The top tag of `spec`, after building whatever layer is missing (a no-op when all exist)."""
+        tags = spec.tags()
+        self._ensure_one(tags[0], lambda: self._build_base(spec.base, tags[0]))
+        layers = [layer for layer in (spec.env, spec.instance) if layer is not None]
+        for parent, tag, layer in zip(tags, tags[1:], layers, strict=True):
+            if isinstance(layer, EnvLayer):
+                self._ensure_one(tag, lambda p=parent, t=tag, lay=layer: self._build_env(lay, p, t))
+            else:
+                self._ensure_one(tag, lambda p=parent, t=tag, lay=layer: self._build_instance(lay, p, t))
+        return tags[-1]
+
+    def _ensure_one(self, tag: str, build: Callable[[], None]) -> None:
+        with self._locks_guard:
+            lock = self._locks.setdefault(tag, threading.Lock())
+        with lock:  # two workers asking for one layer build it once
+            if not self.exists(tag):
+                started = time.monotonic()
+                build()
+                self.log(f"built {tag} in {time.monotonic() - started:.1f}s")
+
+    # -- base ------------------------------------------------------------------------------------
+
+    def _build_base(self, layer: BaseLayer, tag: str) -> None:
+        if self.allow_pull and self._pull(f"debian:{layer.distro}-slim"):
+            packages = " ".join(layer.packages)
+            steps = (
+                "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*",
+            )
+            self._commit_steps(
+                f"debian:{layer.distro}-slim", tag, steps, env=(), workdir="/", layer_name="base"
+            )
+            return
+        self._debootstrap(layer, tag)
+
+    def _pull(self, reference: str) -> bool:
+        try:
+            self.client.images.pull(reference)
+        except (APIError, DockerException) as exc:
+            self.log(f"cannot pull {reference} ({str(exc).splitlines()[0][:160]}); building locally")
+            return False
+        return True
+
+    def _debootstrap(self, layer: BaseLayer, tag: str) -> None:
+        if shutil.which("debootstrap") is None:
+            raise ImageBuildError(
+                f"cannot make base image {tag}: no registry is reachable and `debootstrap` is not installed "
+                "(on Debian/Ubuntu: `sudo apt-get install debootstrap`; it must run as root)"
+            )
+        with tempfile.TemporaryDirectory(prefix="patchfleet-rootfs-") as tmp:
+            root = Path(tmp) / "rootfs"
+            cmd = [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(layer.packages)}",
+                layer.distro,
+                str(root),
+                self.debian_mirror,
+            ]
+            self.log(f"$ {' '.join(cmd)}")
+            done = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+            if done.returncode != 0:
+                raise ImageBuildError(
+                    f"debootstrap of {layer.distro} failed", log=done.stdout[-4000:] + done.stderr[-4000:]
+                )
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for child in (root / junk).glob("*"):
+                    if child.is_file():
+                        child.unlink()
+            archive = Path(tmp) / "rootfs.tar"
+            with tarfile.open(archive, "w") as tar:
+                tar.add(root, arcname=".")
+            repository, _, version = tag.rpartition(":")
+            changes = ["ENV LANG=C.UTF-8", 'CMD ["bash"]', f"LABEL {LAYER_LABEL}=base"]
+            try:
+                self.client.api.import_image_from_file(
+                    str(archive), repository=repository, tag=version, changes=changes
+                )
+            except APIError as exc:
+                raise ImageBuildError(f"docker import of {tag} failed: {exc}") from exc
+        if not self.exists(tag):
+            raise ImageBuildError(f"docker import reported success but {tag} does not exist")
+
+    # -- env and instance ------------------------------------------------------------------------
+
+    def _build_env(self, layer: EnvLayer, parent: str, tag: str) -> None:
+        self._commit_steps(parent, tag, layer.steps, env=layer.env, workdir="/", layer_name="env")
+
+    def _build_instance(self, layer: InstanceLayer, parent: str, tag: str) -> None:
+        if self.repo_source is None:
+            raise ImageBuildError(f"cannot build {tag}: no repository source configured")
+        with tempfile.TemporaryDirectory(prefix="patchfleet-repo-") as tmp:
+            checkout = Path(tmp) / "repo"
+            self.repo_source.materialize(layer.repo, layer.commit, checkout)
+            archive = Path(tmp) / "repo.tar"
+            workdir = layer.workdir.rstrip("/")
+            with tarfile.open(archive, "w") as tar:
+                tar.add(checkout, arcname=workdir.rsplit("/", 1)[-1])
+            self._commit_steps(
+                parent,
+                tag,
+                layer.steps,
+                env=(),
+                workdir=layer.workdir,
+                layer_name="instance",
+                upload=(archive, workdir.rsplit("/", 1)[0] or "/"),
+            )
+
+    def _commit_steps(
+        self,
+        parent: str,
+        tag: str,
+        steps: tuple[str, ...],
+        *,
+        env: tuple[tuple[str, str], ...],
+        workdir: str,
+        layer_name: str,
+        upload: tuple[Path, str] | None = None,
+    ) -> None:
+        """Run `steps` in a sandbox from `parent` with network and host trust, then commit it as `tag`."""
+        spec = SandboxSpec(
+            image=parent,
+            labels={"role": "build"},
+            network=Network.BRIDGE,
+            cpus=None,
+            memory=None,
+            pids_limit=None,
+            workdir="/",
+        )
+        exec_env = {**self.trust.container_env(), **dict(env)}
+        with self.backend.start(spec) as sandbox:
+            if upload is not None:
+                archive, target = upload
+                sandbox.exec(f"mkdir -p {target}", timeout=60)
+                if not sandbox.container.put_archive(target, archive.read_bytes()):
+                    raise ImageBuildError(f"cannot copy the repository into {tag}")
+            for step in steps:
+                self.log(f"[{tag}] $ {step}")
+                result = sandbox.exec(
+                    f"set -e\n{step}",
+                    timeout=BUILD_STEP_TIMEOUT,
+                    cwd=workdir,
+                    env=exec_env,
+                    output_limit=64 * 1024,
+                )
+                if not result.ok:
+                    reason = "timed out" if result.timed_out else f"exit code {result.exit_code}"
+                    raise ImageBuildError(
+                        f"building {tag}: step {step!r} failed ({reason})", log=result.output[-8000:]
+                    )
+            parent_env = self.client.images.get(parent).attrs["Config"].get("Env") or []
+            repository, _, version = tag.rpartition(":")
+            conf = {
+                "Labels": {
+                    **CLEARED_LABELS,
+                    "patchfleet.role": "",
+                    LAYER_LABEL: layer_name,
+                    SPEC_LABEL: version,
+                },
+                "Env": [*parent_env, *(f"{k}={v}" for k, v in env)],
+                "Cmd": ["bash"],
+                "WorkingDir": workdir,
+            }
+            try:
+                sandbox.container.commit(repository=repository, tag=version, conf=conf)
+            except APIError as exc:
+                raise ImageBuildError(f"docker commit of {tag} failed: {exc}") from exc
+
+    # -- listing and pruning ---------------------------------------------------------------------
+
+    def list(self) -> list[dict[str, object]]:
+        """patchfleet's images with layer kind, size and creation time, biggest first."""
+        rows = []
+        for image in self.client.images.list(filters={"label": LAYER_LABEL}):
+            rows.append(
+                {
+                    "tags": image.tags,
+                    "layer": image.labels.get(LAYER_LABEL, ""),
+                    "size": image.attrs.get("Size", 0),
+                    "created": image.attrs.get("Created", ""),
+                    "id": image.short_id,
+                }
+            )
+        return sorted(rows, key=lambda r: -int(r["size"]))  # type: ignore[call-overload]
+
+    def prune(self, layers: tuple[str, ...] = ("instance",), keep: set[str] | None = None) -> list[str]:
+        """Remove images of the given layer kinds (instances by default: cheap to rebuild)."""
+        removed = []
+        for row in self.list():
+            if row["layer"] not in layers:
+                continue
+            for tag in row["tags"]:  # type: ignore[union-attr]
+                if keep and tag in keep:
+                    continue
+                try:
+                    self.client.images.remove(tag)
+                    removed.append(tag)
+                except (NotFound, APIError) as exc:
+                    self.log(f"cannot remove {tag}: {exc}")
+        return removed
