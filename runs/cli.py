@@ -1,5 +1,178 @@
+"""The `patchfleet` command line. Thin: parse options, build configs, call the stages, print results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
 import typer
-app = typer.Typer()
+from rich.console import Console
+from rich.table import Table
+
+from patchfleet.errors import PatchfleetError
+
+app = typer.Typer(
+    help="Resolve software issues with many sandboxed trajectories and a hybrid selector.",
+    no_args_is_help=True,
+)
+sandbox_app = typer.Typer(help="Inspect and clean up sandbox containers.", no_args_is_help=True)
+images_app = typer.Typer(help="Build, list and prune patchfleet's layered images.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(images_app, name="images")
+console = Console()
+
+DockerHost = Annotated[str | None, typer.Option(help="Docker engine URL (default: DOCKER_HOST or local)")]
+
+
+def _fail(exc: PatchfleetError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    log = getattr(exc, "log", "")
+    if log:
+        console.print(log[-3000:], markup=False, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _backend(docker_host: str | None):
+    from patchfleet.sandbox.config import DockerConfig
+    from patchfleet.sandbox.trust import HostTrust
+
+    return DockerConfig(docker_host=docker_host).backend(HostTrust.from_env())
+
+
 @app.command()
-def hello():
-    print("hi")
+def doctor(docker_host: DockerHost = None) -> None:
+    """Check Docker, disk, base images and CA/proxy settings; say what to fix."""
+    from patchfleet.runs.doctor import Status, run_checks
+    from patchfleet.sandbox.trust import HostTrust
+
+    checks = run_checks(HostTrust.from_env(), docker_host)
+    table = Table(show_header=True, header_style="bold")
+    for column in ("check", "status", "detail", "what to do"):
+        table.add_column(column, overflow="fold")
+    colours = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+    for check in checks:
+        table.add_row(check.name, f"[{colours[check.status]}]{check.status}[/]", check.detail, check.fix)
+    console.print(table)
+    if any(check.status is Status.FAIL for check in checks):
+        raise typer.Exit(code=1)
+
+
+@sandbox_app.command("list")
+def sandbox_list(docker_host: DockerHost = None, run: str | None = None) -> None:
+    """List patchfleet's containers, marking the leaked ones (their owner process is gone)."""
+    from patchfleet.sandbox import reaper
+
+    try:
+        rows = reaper.list_sandboxes(_backend(docker_host).client, run=run)
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    table = Table("container", "status", "image", "role", "leaked")
+    for row in rows:
+        table.add_row(
+            row.id[:12], row.status, row.image, row.labels.get("patchfleet.role", ""), str(row.leaked)
+        )
+    console.print(table)
+
+
+@sandbox_app.command("prune")
+def sandbox_prune(
+    docker_host: DockerHost = None,
+    run: str | None = None,
+    all_: Annotated[bool, typer.Option("--all", help="also remove containers of live processes")] = False,
+) -> None:
+    """Remove leaked sandbox containers (found by label)."""
+    from patchfleet.sandbox import reaper
+
+    try:
+        removed = reaper.prune(_backend(docker_host).client, everything=all_, run=run)
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    console.print(f"removed {len(removed)} container(s)")
+
+
+@images_app.command("build")
+def images_build(
+    distro: Annotated[str, typer.Option(help="Debian release of the base layer")] = "bookworm",
+    repo: Annotated[str | None, typer.Option(help="owner/name: also build an instance layer")] = None,
+    commit: Annotated[str | None, typer.Option(help="commit of --repo (default HEAD)")] = None,
+    mirrors: Annotated[Path | None, typer.Option(help="folder of bare mirrors")] = None,
+    layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
+    local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
+    pull: Annotated[bool, typer.Option(help="try a registry before building locally")] = True,
+    docker_host: DockerHost = None,
+) -> None:
+    """Build (or find) the base image, and optionally an instance layer of a repository at a commit."""
+    from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder
+    from patchfleet.sandbox.images import BaseLayer, ImageBuilder, ImageSpec, InstanceLayer
+
+    source = (
+        LocalCheckout(path=local)
+        if local
+        else MirrorFolder(root=mirrors, layout=layout)
+        if mirrors
+        else CloneUrl()
+    )
+    instance = None
+    if repo:
+        instance = InstanceLayer(
+            key=repo.replace("/", "__") + f"-{(commit or 'HEAD')[:12]}", repo=repo, commit=commit or "HEAD"
+        )
+    spec = ImageSpec(base=BaseLayer(distro=distro), instance=instance)
+    try:
+        builder = ImageBuilder(
+            _backend(docker_host),
+            repo_source=source,
+            allow_pull=pull,
+            log=lambda line: console.print(line, markup=False, highlight=False),
+        )
+        tag = builder.ensure(spec)
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    console.print(f"[green]ready:[/green] {tag}")
+
+
+@images_app.command("list")
+def images_list(docker_host: DockerHost = None) -> None:
+    """patchfleet's images with their layer kind and size."""
+    from patchfleet.sandbox.images import ImageBuilder
+
+    try:
+        rows = ImageBuilder(_backend(docker_host)).list()
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    table = Table("image", "layer", "size", "created")
+    total = 0
+    for row in rows:
+        size = int(row["size"])  # type: ignore[call-overload]
+        total += size
+        table.add_row(
+            ", ".join(row["tags"]) or str(row["id"]),
+            str(row["layer"]),
+            f"{size / 2**20:.0f} MB",
+            str(row["created"])[:19],
+        )
+    console.print(table)
+    console.print(f"{len(rows)} image(s); sizes include shared parent layers (sum {total / 2**30:.2f} GB)")
+
+
+@images_app.command("prune")
+def images_prune(
+    layer: Annotated[
+        list[str] | None, typer.Option(help="layer kinds to remove: instance, env, base")
+    ] = None,
+    docker_host: DockerHost = None,
+) -> None:
+    """Remove patchfleet images of the given layer kinds (default: instance layers)."""
+    from patchfleet.sandbox.images import ImageBuilder
+
+    try:
+        removed = ImageBuilder(_backend(docker_host)).prune(tuple(layer or ["instance"]))
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    for tag in removed:
+        console.print(f"removed {tag}")
+    console.print(f"removed {len(removed)} image tag(s)")
+
+
+def main() -> None:
+    app()

@@ -50,7 +50,7 @@ PATCH_COMMANDS = {
     PatchMethod.GIT_APPLY_WHITESPACE: "git apply --verbose --ignore-whitespace {file}",
     # dry run first: `patch` is not atomic, and a half-applied patch must never be left behind
     PatchMethod.PATCH_FUZZ: (
-        "patch --batch --fuzz=5 -p1 --dry-run -i {file} >/dev/null && "
+        "patch --batch --fuzz=5 -p1 --dry-run -i {file} && "
         "patch --batch --fuzz=5 -p1 --no-backup-if-mismatch -i {file}"
     ),
 }

@@ -141,7 +141,7 @@ class ImageBuilder:
         tags = spec.tags()
         self._ensure_one(tags[0], lambda: self._build_base(spec.base, tags[0]))
         layers = [layer for layer in (spec.env, spec.instance) if layer is not None]
-        for parent, tag, layer in zip(tags, tags[1:], layers, strict=True):
+        for parent, tag, layer in zip(tags[:-1], tags[1:], layers, strict=True):
             if isinstance(layer, EnvLayer):
                 self._ensure_one(tag, lambda p=parent, t=tag, lay=layer: self._build_env(lay, p, t))
             else:
