@@ -26,6 +26,12 @@ def git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def run_git():
+    """`git` in a directory with a fixed identity, for tests that build repositories."""
+    return git
+
+
+@pytest.fixture(scope="session")
 def docker_backend():
     """A backend on the real engine; fails loudly (no skip) when the engine is missing."""
     from patchfleet.sandbox.docker import DockerBackend
