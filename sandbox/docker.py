@@ -125,6 +125,19 @@ class DockerSandbox:
             return
         self._server_pid = self._channel.server_pid
 
+    def alive(self) -> bool:
+        """A cheap health check: the container runs and its exec server answers."""
+        if self._closed:
+            return False
+        try:
+            if self._channel is not None:
+                self._channel.request({"op": "ping"}, deadline=5.0)
+            else:
+                self._ensure_running()
+        except (SandboxError, OSError):
+            return False
+        return True
+
     def _ensure_running(self) -> None:
         try:
             self.container.reload()

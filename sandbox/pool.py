@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Self
@@ -62,14 +63,19 @@ class SandboxPool:
 
     @contextmanager
     def acquire(self, timeout: float = 300.0) -> Iterator[DockerSandbox]:
-        """A ready sandbox; given back (reset) or closed when the block ends."""
-        try:
-            sandbox = self._ready.get(timeout=timeout)
-        except queue.Empty as exc:
-            raise SandboxError(
-                f"no sandbox became ready within {timeout:.0f}s (last error: {self.last_error})"
-            ) from exc
-        self._wanted.release()  # start a replacement so the pool stays warm
+        """A ready sandbox that answered a health check; given back (reset) or closed when the block ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sandbox = self._ready.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty as exc:
+                raise SandboxError(
+                    f"no sandbox became ready within {timeout:.0f}s (last error: {self.last_error})"
+                ) from exc
+            self._wanted.release()  # start a replacement so the pool stays warm
+            if sandbox.alive():
+                break
+            self._discard(sandbox)  # died while waiting (OOM, engine restart): never hand it out
         try:
             yield sandbox
         finally:
