@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -113,6 +114,14 @@ def images_build(
         else CloneUrl()
     )
     instance = None
+    if repo and commit is None:
+        if local is None:
+            console.print("[red]error:[/red] --commit is required unless the source is --local")
+            raise typer.Exit(code=2)
+        # content-hashed tags must name a fixed commit, never a moving ref
+        commit = subprocess.run(
+            ["git", "-C", str(local), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     if repo:
         instance = InstanceLayer(
             key=repo.replace("/", "__") + f"-{(commit or 'HEAD')[:12]}", repo=repo, commit=commit or "HEAD"
