@@ -136,6 +136,13 @@ class ImageBuilder:
             return False
         return True
 
+    def official(self, instance_id: str) -> str | None:
+        """The official SWE-bench image of an instance if it is here or can be pulled, else None."""
+        name = official_image_name(instance_id)
+        if self.exists(name) or (self.allow_pull and self._pull(name)):
+            return name
+        return None
+
     def ensure(self, spec: ImageSpec) -> str:
         """The top tag of `spec`, after building whatever layer is missing (a no-op when all exist)."""
         tags = spec.tags()

@@ -95,6 +95,20 @@ def test_building_twice_is_a_no_op_and_env_layers_are_shared(
 
 
 @pytest.mark.docker
+def test_official_image_is_used_when_present_and_none_when_unobtainable(docker_backend, base_image):
+    from patchfleet.sandbox.images import ImageBuilder, official_image_name
+
+    builder = ImageBuilder(docker_backend, allow_pull=False)
+    assert builder.official("nobody__nothing-1") is None
+    name = official_image_name("patchfleet__fake-1")
+    docker_backend.client.images.get(base_image).tag(name)
+    try:
+        assert builder.official("patchfleet__fake-1") == name
+    finally:
+        docker_backend.client.images.remove(name)
+
+
+@pytest.mark.docker
 def test_warm_pool_hands_out_ready_sandboxes_and_reuses_them_reset(docker_backend, repo_image):
     from patchfleet.sandbox.pool import SandboxPool
 
