@@ -1,0 +1,196 @@
+"""Loading SWE-bench-style rows and predictions from files, tolerating bad rows.
+
+A malformed row becomes a `DataError` that names the file, the row and the field; the other rows still
+load. Batch users run hundreds of instances and must not lose a run to one broken line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patchfleet.data.task import EvalSpec, Prediction, Task
+from patchfleet.errors import ConfigError, DataError
+
+TASK_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement")
+
+
+@dataclass
+class Loaded:
+    """Tasks with their evaluation specs (kept in a separate mapping), and the rows that failed."""
+
+    tasks: list[Task] = field(default_factory=list)
+    eval_specs: dict[str, EvalSpec] = field(default_factory=dict)
+    errors: list[DataError] = field(default_factory=list)
+
+
+def read_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
+    """(where, row) pairs from .jsonl, .json (a list), .parquet, or a Hugging Face dataset name."""
+    path = Path(source)
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    yield where, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield where, DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+    elif path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
+        for number, row in enumerate(data):
+            yield f"{path}[{number}]", row
+    elif path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ConfigError("reading .parquet needs pyarrow: pip install 'patchfleet[parquet]'") from exc
+        for number, row in enumerate(pq.read_table(path).to_pylist()):
+            yield f"{path}#{number}", row
+    elif path.exists():
+        raise DataError(f"{path}: unsupported format (use .jsonl, .json or .parquet)")
+    else:
+        yield from _hugging_face_rows(str(source))
+
+
+def _hugging_face_rows(name: str) -> Iterator[tuple[str, Any]]:
+    dataset, _, split = name.partition(":")
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ConfigError(
+            f"{name!r} is not a file; as a Hugging Face dataset it needs `pip install 'patchfleet[hf]'`"
+        ) from exc
+    for number, row in enumerate(datasets.load_dataset(dataset, split=split or "test")):
+        yield f"{name}#{number}", row
+
+
+def _test_list(row: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
+    value = row.get(name, [])
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: field {name} is not a JSON list ({exc.msg})") from exc
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DataError(f"{where}: field {name} must be a list of test names")
+    return tuple(value)
+
+
+def _text(row: dict[str, Any], name: str, where: str, required: bool) -> str:
+    value = row.get(name)
+    if value is None:
+        if required:
+            raise DataError(f"{where}: missing field {name}")
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {name} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise DataError(f"{where}: field {name} is empty")
+    return value
+
+
+def parse_row(row: Any, where: str) -> tuple[Task, EvalSpec]:
+    """One SWE-bench row into its solving half and its evaluation half."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: a row must be an object, got {type(row).__name__}")
+    text = {name: _text(row, name, where, required=True) for name in TASK_FIELDS}
+    if "/" not in text["repo"]:
+        raise DataError(f"{where}: field repo must be owner/name, got {text['repo']!r}")
+    task = Task(
+        id=text["instance_id"],
+        repo=text["repo"],
+        base_commit=text["base_commit"],
+        problem_statement=text["problem_statement"],
+        hints=_text(row, "hints_text", where, required=False),
+        created_at=str(row.get("created_at") or ""),
+        version=str(row.get("version") or ""),
+        environment_setup_commit=_text(row, "environment_setup_commit", where, required=False),
+    )
+    spec = EvalSpec(
+        instance_id=task.id,
+        test_patch=_text(row, "test_patch", where, required=False),
+        fail_to_pass=_test_list(row, "FAIL_TO_PASS", where),
+        pass_to_pass=_test_list(row, "PASS_TO_PASS", where),
+        gold_patch=_text(row, "patch", where, required=False),
+    )
+    return task, spec
+
+
+def load_tasks(source: str | Path, instance_ids: Iterable[str] | None = None) -> Loaded:
+    """Every good row of `source` (optionally only `instance_ids`), and an error for every bad one."""
+    wanted = set(instance_ids) if instance_ids is not None else None
+    loaded = Loaded()
+    seen: set[str] = set()
+    for where, row in read_rows(source):
+        if isinstance(row, DataError):
+            loaded.errors.append(row)
+            continue
+        if wanted is not None and isinstance(row, dict) and row.get("instance_id") not in wanted:
+            continue
+        try:
+            task, spec = parse_row(row, where)
+        except DataError as exc:
+            loaded.errors.append(exc)
+            continue
+        if task.id in seen:
+            loaded.errors.append(
+                DataError(f"{where}: duplicate instance_id {task.id}; the first one is kept")
+            )
+            continue
+        seen.add(task.id)
+        loaded.tasks.append(task)
+        loaded.eval_specs[task.id] = spec
+    return loaded
+
+
+def load_predictions(
+    source: str | Path, gold_from: Loaded | None = None
+) -> tuple[dict[str, Prediction], list[DataError]]:
+    """Predictions from .jsonl, a .json list, a .json dict keyed by instance id, or the word `gold`."""
+    if str(source) == "gold":
+        if gold_from is None:
+            raise ConfigError("`gold` predictions need the dataset they come from")
+        return {
+            spec.instance_id: Prediction(
+                instance_id=spec.instance_id, model_patch=spec.gold_patch, model_name_or_path="gold"
+            )
+            for spec in gold_from.eval_specs.values()
+        }, []
+    path = Path(source)
+    if path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            rows: Iterable[tuple[str, Any]] = (
+                (f"{path}[{key!r}]", {"instance_id": key, **value} if isinstance(value, dict) else value)
+                for key, value in data.items()
+            )
+        else:
+            rows = read_rows(path)
+    else:
+        rows = read_rows(path)
+    predictions: dict[str, Prediction] = {}
+    errors: list[DataError] = []
+    for where, row in rows:
+        if isinstance(row, DataError):
+            errors.append(row)
+            continue
+        try:
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: a prediction must be an object")
+            instance_id = _text(row, "instance_id", where, required=True)
+            patch = _text(row, "model_patch", where, required=False)
+            model = _text(row, "model_name_or_path", where, required=False) or "unknown"
+        except DataError as exc:
+            errors.append(exc)
+            continue
+        predictions[instance_id] = Prediction(
+            instance_id=instance_id, model_patch=patch, model_name_or_path=model
+        )
+    return predictions, errors
