@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
@@ -28,6 +29,8 @@ class RepoSource(Protocol):
 
     def materialize(self, repo: str, commit: str, dest: Path) -> str: ...
 
+    def read_file(self, repo: str, commit: str, path: str) -> str | None: ...
+
 
 class _GitSource(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -38,6 +41,22 @@ class _GitSource(BaseModel):
     def materialize(self, repo: str, commit: str, dest: Path) -> str:
         """Fetch `commit` of `repo` into a new single-commit repository at `dest`; return the full sha."""
         return materialize_from(self.location(repo), commit, dest)
+
+    def read_file(self, repo: str, commit: str, path: str) -> str | None:
+        """The text of `path` at `commit`, or None when the file does not exist there."""
+        location = self.location(repo)
+        if Path(location).exists():
+            done = subprocess.run(
+                ["git", "--git-dir", _git_dir(Path(location)), "show", f"{commit}:{path}"],
+                capture_output=True,
+                text=True,
+                errors="replace",
+            )
+            return done.stdout if done.returncode == 0 else None
+        with tempfile.TemporaryDirectory(prefix="patchfleet-read-") as tmp:
+            materialize_from(location, commit, Path(tmp) / "repo")
+            target = Path(tmp) / "repo" / path
+            return target.read_text(errors="replace") if target.is_file() else None
 
 
 class MirrorFolder(_GitSource):

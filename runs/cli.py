@@ -183,5 +183,58 @@ def images_prune(
     console.print(f"removed {len(removed)} image tag(s)")
 
 
+@app.command("eval")
+def evaluate(
+    predictions: Annotated[str, typer.Option(help="predictions .jsonl / .json (list or dict), or `gold`")],
+    dataset: Annotated[
+        str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
+    ],
+    instance_ids: Annotated[list[str] | None, typer.Option("--instance-ids", help="only these")] = None,
+    workers: Annotated[int, typer.Option(help="instances evaluated at once")] = 1,
+    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
+    layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
+    out: Annotated[Path, typer.Option(help="where reports and the summary go")] = Path("out/eval"),
+    run_id: Annotated[str, typer.Option(help="name of the run summary")] = "patchfleet",
+    recipes: Annotated[
+        Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")
+    ] = None,
+    pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
+    docker_host: DockerHost = None,
+) -> None:
+    """Evaluate predictions with the hidden tests; verdicts as the official SWE-bench harness gives them."""
+    from patchfleet.data.loaders import load_predictions, load_tasks
+    from patchfleet.data.recipes import load_specs, recipe_for
+    from patchfleet.data.sources import CloneUrl, MirrorFolder
+    from patchfleet.runs.evaluation import Evaluator, run_evaluation
+
+    loaded = load_tasks(dataset, instance_ids=instance_ids or None)
+    for error in loaded.errors:
+        console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+    try:
+        found, errors = load_predictions(predictions, gold_from=loaded)
+        for error in errors:
+            console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+        source = MirrorFolder(root=mirrors, layout=layout) if mirrors else CloneUrl()
+        specs = load_specs(recipes)
+        evaluator = Evaluator(
+            _backend(docker_host),
+            source,
+            out,
+            allow_pull=pull,
+            recipes=lambda task: recipe_for(task, source, specs),
+            log=lambda line: console.print(line, markup=False, highlight=False),
+        )
+        summary = run_evaluation(
+            evaluator, loaded.tasks, loaded.eval_specs, found, workers=workers, run_id=run_id
+        )
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"resolved {summary['resolved_instances']} / {summary['submitted_instances']} submitted "
+        f"({summary['unresolved_instances']} unresolved, {summary['error_instances']} errors); "
+        f"summary in {out / (run_id + '.summary.json')}"
+    )
+
+
 def main() -> None:
     app()

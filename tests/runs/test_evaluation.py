@@ -1,0 +1,135 @@
+"""End-to-end evaluation on a small git repository the test creates: a recipe, a hidden test, a gold
+patch, a wrong patch, a patch that does not apply, and an empty one."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from patchfleet.data.loaders import load_predictions, load_tasks
+from patchfleet.data.recipes import Recipe
+from patchfleet.data.sources import LocalCheckout
+from patchfleet.runs.evaluation import Evaluator, run_evaluation
+
+pytestmark = pytest.mark.docker
+
+HEADER = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n"
+GOLD = HEADER + "-    return a - b\n+    return a + b\n"
+WRONG = HEADER + "-    return a - b\n+    return a * b\n"
+BROKEN = "diff --git a/nope.py b/nope.py\n--- a/nope.py\n+++ b/nope.py\n@@ -1 +1 @@\n-x\n+y\n"
+TEST_PATCH = (
+    "diff --git a/test_hidden.py b/test_hidden.py\nnew file mode 100644\n"
+    "--- /dev/null\n+++ b/test_hidden.py\n"
+    "@@ -0,0 +1,9 @@\n+from calc import add, mul\n+\n+\n+def test_add():\n+    assert add(2, 3) == 5\n+\n+\n"
+    "+def test_mul():\n+    assert mul(2, 3) == 6\n"
+)
+python = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, sample_repo, run_git):
+    head = run_git(sample_repo, "rev-parse", "HEAD").strip()
+    path = tmp_path_factory.mktemp("ds") / "dataset.jsonl"
+    row = {
+        "instance_id": "local__calc-1",
+        "repo": "local/calc",
+        "base_commit": head,
+        "version": "0.1",
+        "problem_statement": "add() subtracts",
+        "patch": GOLD,
+        "test_patch": TEST_PATCH,
+        "FAIL_TO_PASS": json.dumps(["test_hidden.py::test_add"]),
+        "PASS_TO_PASS": json.dumps(["test_hidden.py::test_mul"]),
+    }
+    rows = [row] + [{**row, "instance_id": f"local__calc-{i}"} for i in (2, 3, 4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def recipe(task):
+    return Recipe(
+        repo=task.repo,
+        version=task.version,
+        distro="bookworm",
+        python="3.11",
+        env_steps=("python3 -m venv /opt/venv", "/opt/venv/bin/pip install --no-input -q 'pytest==8.3.3'"),
+        env_vars=(("PATH", "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"),),
+        instance_steps=(),
+        test_cmd="pytest -rA",
+        parser="parse_log_pytest",
+    )
+
+
+def test_gold_resolves_wrong_does_not_and_a_broken_patch_is_an_error(
+    dataset, docker_backend, base_image, sample_repo, tmp_path
+):
+    loaded = load_tasks(dataset)
+    gold, _ = load_predictions("gold", gold_from=loaded)
+    predictions = {
+        "local__calc-1": gold["local__calc-1"],
+        "local__calc-2": gold["local__calc-1"].model_copy(
+            update={"instance_id": "local__calc-2", "model_patch": WRONG}
+        ),
+        "local__calc-3": gold["local__calc-1"].model_copy(
+            update={"instance_id": "local__calc-3", "model_patch": BROKEN}
+        ),
+        "local__calc-4": gold["local__calc-1"].model_copy(
+            update={"instance_id": "local__calc-4", "model_patch": ""}
+        ),
+    }
+    evaluator = Evaluator(
+        docker_backend, LocalCheckout(path=sample_repo), tmp_path, recipes=recipe, test_timeout=300
+    )
+    summary = run_evaluation(evaluator, loaded.tasks, loaded.eval_specs, predictions, workers=2, run_id="t")
+    assert summary["resolved_ids"] == ["local__calc-1"]
+    assert summary["unresolved_ids"] == ["local__calc-2", "local__calc-4"]
+    assert (
+        summary["error_ids"] == ["local__calc-3"] and "PatchApplyError" in summary["errors"]["local__calc-3"]
+    )
+    report = json.loads((tmp_path / "gold" / "local__calc-1" / "report.json").read_text())["local__calc-1"]
+    assert report["tests_status"]["FAIL_TO_PASS"]["success"] == ["test_hidden.py::test_add"]
+    wrong = json.loads((tmp_path / "gold" / "local__calc-2" / "report.json").read_text())["local__calc-2"]
+    assert wrong["tests_status"]["FAIL_TO_PASS"]["failure"] == ["test_hidden.py::test_add"]
+    assert (tmp_path / "t.summary.json").exists()
+
+
+def test_eval_command_with_gold_predictions_and_user_recipes(dataset, sample_repo, base_image, tmp_path):
+    from patchfleet.runs.cli import app
+
+    # a repository SWE-bench does not know gets its recipe from the user's spec file
+    specs = tmp_path / "specs.json"
+    specs.write_text(
+        json.dumps(
+            {
+                "local/calc": {
+                    "0.1": {"python": "3.11", "pip_packages": ["pytest==8.3.3"], "test_cmd": "pytest -rA"}
+                }
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--predictions",
+            "gold",
+            "--dataset",
+            str(dataset),
+            "--instance-ids",
+            "local__calc-1",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-pull",
+            "--recipes",
+            str(specs),
+            "--mirrors",
+            str(sample_repo.parent),
+            "--layout",
+            "{name}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "resolved 1 / 1 submitted" in result.output
