@@ -13,7 +13,8 @@ the published SWE-bench specifications (`specs/swebench_python.json`). They are 
 |                           | includes resolved, `-e .` lines dropped (as the harness does)            |
 | `packages: environment.yml` | not translatable (conda names); `pip_packages` carry the pins         |
 | `pip_packages`            | `pip install` in the env layer                                           |
-| `pre_install`, `install`  | instance layer, in /testbed, with SETUPTOOLS_SCM_PRETEND_VERSION set     |
+| `pre_install`, `install`  | instance layer, in /testbed, SETUPTOOLS_SCM_PRETEND_VERSION set, and     |
+|                           | editable installs in `compat` mode (a sys.path entry, as conda-era gave) |
 |                           | (our one-commit repository has no tags for setuptools-scm to read)       |
 | `test_cmd` + directives   | run by the evaluator on the test files the test patch touches            |
 """
@@ -148,6 +149,10 @@ def recipe_for(
         env_steps.append(f"{pip} " + " ".join(shlex.quote(p) for p in spec["pip_packages"]))
     scm = f"SETUPTOOLS_SCM_PRETEND_VERSION={shlex.quote(_scm_version(task.version))} "
     install = spec.get("install", "")
+    if " -e " in f"{install} ":
+        # a path entry on sys.path, as conda-era setuptools gave; PEP 660 import hooks hide the source
+        # tree from tools that search sys.path themselves (pylint, astroid)
+        install += " --config-settings editable_mode=compat"
     instance_steps = [*spec.get("pre_install", ()), *([scm + install] if install else [])]
     if task.repo not in SCM_VERSIONED:
         instance_steps = [step.removeprefix(scm) for step in instance_steps]

@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import Mount
 
 from patchfleet.errors import ExecTimeout, SandboxCrashed, SandboxError, SandboxStartError
 from patchfleet.sandbox import engine, execserver, git
@@ -71,7 +72,9 @@ class DockerBackend:
                     pids_limit=spec.pids_limit,
                     environment={**self.trust.container_env(), **spec.env},
                     working_dir=spec.workdir,
-                    volumes={host: {"bind": inside, "mode": "ro"} for host, inside in mounts},
+                    # `mounts`, not `volumes`: the SDK would also declare each target a VOLUME in the
+                    # container config, which a committed build container passes on to its image
+                    mounts=[Mount(inside, host, type="bind", read_only=True) for host, inside in mounts],
                 )
             except ImageNotFound as exc:
                 raise SandboxStartError(

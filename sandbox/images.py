@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -45,9 +46,14 @@ Log = Callable[[str], None]
 
 class _Layer(BaseModel):
     model_config = ConfigDict(frozen=True)
+    # Bump when the way a layer kind is built changes, so that images built the old way are never reused.
+    build_format: ClassVar[int] = 1
 
     def digest(self, parent: str = "") -> str:
-        payload = json.dumps({"parent": parent, **self.model_dump(mode="json")}, sort_keys=True)
+        content = {"parent": parent, **self.model_dump(mode="json")}
+        if self.build_format > 1:
+            content["format"] = self.build_format
+        payload = json.dumps(content, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -64,6 +70,8 @@ class BaseLayer(_Layer):
 class EnvLayer(_Layer):
     """What every instance of one (repo, version) shares: system packages, a venv, pinned deps."""
 
+    build_format: ClassVar[int] = 2  # 2: build containers no longer leak a VOLUME into the image
+
     key: str  # e.g. "sympy__sympy-1.12"
     steps: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # baked into the image (e.g. PATH with the venv first)
@@ -71,6 +79,8 @@ class EnvLayer(_Layer):
 
 class InstanceLayer(_Layer):
     """The repository at its base commit in /testbed, plus per-instance install steps."""
+
+    build_format: ClassVar[int] = 2
 
     key: str  # e.g. an instance id
     repo: str  # owner/name

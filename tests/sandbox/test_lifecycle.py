@@ -86,7 +86,9 @@ def test_building_twice_is_a_no_op_and_env_layers_are_shared(
             )
             assert sandbox.exec("git log --oneline | wc -l").output.strip() == "1"  # no future commits
             assert sandbox.base_commit == head
-        labels = docker_backend.client.images.get(tags[0]).labels
+        image = docker_backend.client.images.get(tags[0])
+        assert not image.attrs["Config"].get("Volumes")  # the build's CA mount must not become a VOLUME
+        labels = image.labels
         assert labels.get("patchfleet.managed") == "" and labels["patchfleet.layer"] == "instance"
     finally:
         for spec in specs:
