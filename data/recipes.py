@@ -11,7 +11,8 @@ the published SWE-bench specifications (`specs/swebench_python.json`). They are 
 | `packages: "a b"` (conda) | `pip install a b` in the env layer                                       |
 | `packages: requirements`  | the repo's requirements file at the environment setup commit, `-r`       |
 |                           | includes resolved, `-e .` lines dropped (as the harness does)            |
-| `packages: environment.yml` | not translatable (conda names); `pip_packages` carry the pins         |
+| `packages: environment.yml` | each dependency pip-installed, best effort, under the pins as        |
+|                           | constraints (conda-only packages are skipped and logged)                 |
 | `pip_packages`            | `pip install` in the env layer                                           |
 | `pre_install`, `install`  | instance layer, in /testbed, SETUPTOOLS_SCM_PRETEND_VERSION set, and     |
 |                           | editable installs in `compat` mode (a sys.path entry, as conda-era gave) |
@@ -29,6 +30,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from swebench.harness.constants import NON_TEST_EXTS
 
 from patchfleet.data.grading import parser_name
@@ -100,6 +102,43 @@ def _requirements(source: RepoSource, repo: str, commit: str) -> str:
     raise ConfigError(f"no requirements file for {repo} at {commit} (tried {REQUIREMENTS_PATHS.get(repo)})")
 
 
+CONDA_TO_PIP = {"matplotlib-base": "matplotlib", "iris": "scitools-iris", "pseudonetcdf": "PseudoNetCDF"}
+CONDA_ONLY = {"python", "pip", "hdf5", "cdms2", "libnetcdf", "nodejs"}
+ENV_YML_PATHS = ("ci/requirements/environment.yml", "environment.yml")
+
+
+def _conda_environment(source: RepoSource, repo: str, commit: str) -> list[str]:
+    """pip requirement strings for the dependencies of a conda environment.yml (pip section included)."""
+    for path in ENV_YML_PATHS:
+        text = source.read_file(repo, commit, path)
+        if text is not None:
+            break
+    else:
+        raise ConfigError(f"no environment.yml for {repo} at {commit} (tried {ENV_YML_PATHS})")
+    try:
+        dependencies = (yaml.safe_load(text) or {}).get("dependencies") or []
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{repo}@{commit}:{path} is not valid YAML: {exc}") from exc
+    wanted: list[str] = []
+    for item in dependencies:
+        if isinstance(item, dict):
+            wanted.extend(str(x) for x in item.get("pip", []))
+            continue
+        name, _, rest = str(item).partition("=")
+        name = name.strip().split("::")[-1]
+        if name.lower() in CONDA_ONLY:
+            continue
+        name = CONDA_TO_PIP.get(name, name)
+        # conda's `x=1.2` is pip's `x==1.2.*`; ranges (`>=`) pass through unchanged
+        if rest and not rest.startswith("="):
+            wanted.append(f"{name}=={rest}.*" if rest[0].isdigit() else name)
+        elif rest:
+            wanted.append(f"{name}={rest}")
+        else:
+            wanted.append(name)
+    return wanted
+
+
 def _excluded(line: str) -> bool:
     return line.strip().startswith(("-e .", "#", ".[test"))
 
@@ -142,7 +181,20 @@ def recipe_for(
         env_steps.append(f"cat > /tmp/requirements.txt <<'PATCHFLEET_EOF'\n{requirements}PATCHFLEET_EOF")
         env_steps.append(f"{pip} -r /tmp/requirements.txt && rm /tmp/requirements.txt")
     elif packages == "environment.yml":
-        notes.append("conda environment.yml not translated; pinned pip_packages only")
+        if source is None:
+            raise ConfigError(f"{task.repo} {task.version} needs its environment.yml: pass a repo source")
+        commit = task.environment_setup_commit or task.base_commit
+        wanted = _conda_environment(source, task.repo, commit)
+        pins = "\n".join(spec.get("pip_packages", ())) + "\n"
+        env_steps.append(f"cat > /tmp/constraints.txt <<'PATCHFLEET_EOF'\n{pins}PATCHFLEET_EOF")
+        # conda packages one by one and best effort: a conda-only package must not sink the environment,
+        # and the spec's pins (installed after, and as constraints here) always win
+        env_steps.extend(
+            f"timeout 600 {pip} -c /tmp/constraints.txt {shlex.quote(name)} "
+            f"|| echo 'patchfleet: skipped {name} (not installable with pip here)'"
+            for name in wanted
+        )
+        notes.append(f"environment.yml translated to pip, best effort ({len(wanted)} packages)")
     elif packages:
         env_steps.append(f"{pip} {packages}")
     if spec.get("pip_packages"):
