@@ -7,7 +7,8 @@ the published SWE-bench specifications (`specs/swebench_python.json`). They are 
 | ------------------------- | ------------------------------------------------------------------------ |
 | `python: 3.9`             | Debian bullseye (3.9). 3.10 and 3.8 also map to 3.9: Debian has neither, |
 |                           | and the pinned wheels of those specs all exist for 3.9; 3.11 -> bookworm |
-| conda env `testbed`       | a venv at /opt/venv, first on PATH (env layer), with an up-to-date pip   |
+| conda env `testbed`       | a venv at /opt/venv, first on PATH (env layer), with an up-to-date pip;  |
+|                           | the system Python also sees its packages (tox-current-env re-execs it)   |
 | `packages: "a b"` (conda) | `pip install a b` in the env layer                                       |
 | `packages: requirements`  | the repo's requirements file at the environment setup commit, `-r`       |
 |                           | includes resolved, `-e .` lines dropped (as the harness does)            |
@@ -51,6 +52,17 @@ SCM_VERSIONED = {
     "pvlib/pvlib-python",
     "pydicom/pydicom",
 }
+
+
+# Tools that re-exec "the current interpreter" through a symlink (tox-current-env, as sphinx's test
+# command uses) land in the system Python, which knows nothing of the venv; conda's one-interpreter
+# environments never had that problem. A .pth in the system site dir appends the venv's packages there.
+SYSTEM_PYTHON_SEES_VENV = (
+    f"venv_site=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+    "system_site=$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])') && "
+    'mkdir -p "$system_site" && '
+    'echo "import site; site.addsitedir(\'$venv_site\')" > "$system_site/patchfleet-venv.pth"'
+)
 
 
 @dataclass(frozen=True)
@@ -168,7 +180,7 @@ def recipe_for(
     if distro is None:
         raise ConfigError(f"{task.repo} {task.version} wants Python {python}, which no Debian base provides")
     pip = f"{VENV}/bin/python -m pip install --no-input --progress-bar off"
-    env_steps = [f"python3 -m venv {VENV}", f"{pip} --upgrade pip"]
+    env_steps = [f"python3 -m venv {VENV}", f"{pip} --upgrade pip", SYSTEM_PYTHON_SEES_VENV]
     notes = []
     if python != {"bullseye": "3.9", "bookworm": "3.11"}[distro]:
         notes.append(f"upstream asks for Python {python}; built on {distro}")
