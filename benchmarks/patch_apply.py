@@ -112,9 +112,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k not in ("not_applied", "diff_not_reapplicable")}))
-    print(
-        f"not applied: {len(failures)}; diff() not re-applicable by plain git apply: {len(diff_problems)}"
-    )
+    print(f"not applied: {len(failures)}; diff() not re-applicable by plain git apply: {len(diff_problems)}")
 
 
 if __name__ == "__main__":
