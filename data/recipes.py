@@ -15,6 +15,7 @@ the published SWE-bench specifications (`specs/swebench_python.json`). They are 
 | `packages: environment.yml` | each dependency pip-installed, best effort, under the pins as        |
 |                           | constraints (conda-only packages are skipped and logged)                 |
 | `pip_packages`            | `pip install` in the env layer                                           |
+| (unpinned dependencies)   | resolved as of PACKAGES_AS_OF (pip's --uploaded-prior-to), not today     |
 | `pre_install`, `install`  | instance layer, in /testbed, SETUPTOOLS_SCM_PRETEND_VERSION set, and     |
 |                           | editable installs in `compat` mode (a sys.path entry, as conda-era gave) |
 |                           | (our one-commit repository has no tags for setuptools-scm to read)       |
@@ -53,6 +54,10 @@ SCM_VERSIONED = {
     "pydicom/pydicom",
 }
 
+
+# Unpinned dependencies resolve as they did when the official images were built, not as of today:
+# pip >= 26 ignores releases uploaded after this moment (the upgraded pip of every env honours it).
+PACKAGES_AS_OF = "2025-01-01T00:00:00Z"
 
 # Tools that re-exec "the current interpreter" through a symlink (tox-current-env, as sphinx's test
 # command uses) land in the system Python, which knows nothing of the venv; conda's one-interpreter
@@ -229,6 +234,7 @@ def recipe_for(
         env_vars=(
             ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             ("VIRTUAL_ENV", VENV),
+            ("PIP_UPLOADED_PRIOR_TO", PACKAGES_AS_OF),
         ),
         instance_steps=tuple(instance_steps),
         test_cmd=spec["test_cmd"] if isinstance(spec["test_cmd"], str) else " ".join(spec["test_cmd"]),
