@@ -67,6 +67,7 @@ class Evaluator:
         recipes: RecipeLookup | None = None,
         allow_pull: bool = True,
         test_timeout: float = TEST_TIMEOUT,
+        network: Network = Network.BRIDGE,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.backend = backend
@@ -74,6 +75,8 @@ class Evaluator:
         self.recipes = recipes or (lambda task: recipe_for(task, source))
         self.builder = ImageBuilder(backend, repo_source=source, allow_pull=allow_pull, log=log)
         self.test_timeout = test_timeout
+        # the official harness runs tests with the network on, and some suites need it (requests: httpbin)
+        self.network = network
         self.log = log or (lambda line: None)
 
     def evaluate(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome:
@@ -101,7 +104,7 @@ class Evaluator:
         sandbox_spec = SandboxSpec(
             image=image,
             labels={"role": "eval", "task": task.id},
-            network=Network.NONE,
+            network=self.network,
             cpus=2.0,
             memory="8g",
             base_commit=None,
