@@ -198,6 +198,9 @@ def evaluate(
     recipes: Annotated[
         Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")
     ] = None,
+    network: Annotated[
+        str, typer.Option(help="test containers' network: bridge (as the harness) or none")
+    ] = "bridge",
     pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
     docker_host: DockerHost = None,
 ) -> None:
@@ -206,6 +209,7 @@ def evaluate(
     from patchfleet.data.recipes import load_specs, recipe_for
     from patchfleet.data.sources import CloneUrl, MirrorFolder
     from patchfleet.runs.evaluation import Evaluator, run_evaluation
+    from patchfleet.sandbox.base import Network
 
     loaded = load_tasks(dataset, instance_ids=instance_ids or None)
     for error in loaded.errors:
@@ -222,6 +226,7 @@ def evaluate(
             out,
             allow_pull=pull,
             recipes=lambda task: recipe_for(task, source, specs),
+            network=Network(network),
             log=lambda line: console.print(line, markup=False, highlight=False),
         )
         summary = run_evaluation(
