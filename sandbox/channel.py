@@ -135,3 +135,7 @@ class ExecChannel:
 
 def decode_b64(text: str) -> bytes:
     return base64.b64decode(text) if text else b""
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -3,7 +3,6 @@ server (fast path) or plain `docker exec` when the image has no Python (slow pat
 
 from __future__ import annotations
 
-import base64
 import io
 import shlex
 import tarfile
@@ -25,7 +24,7 @@ from patchfleet.sandbox.base import (
     PatchResult,
     SandboxSpec,
 )
-from patchfleet.sandbox.channel import ChannelClosed, ExecChannel, decode_b64
+from patchfleet.sandbox.channel import ChannelClosed, ExecChannel, decode_b64, encode_b64
 from patchfleet.sandbox.output import join_capped
 from patchfleet.sandbox.trust import HostTrust
 
@@ -312,7 +311,10 @@ class DockerSandbox:
     def write_file(self, path: str | PurePosixPath, content: bytes | str, mode: int = 0o644) -> None:
         target = self._abs(path)
         data = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content
-        if self._request({"op": "write", "path": str(target), "data": _b64(data), "mode": mode}) is not None:
+        if (
+            self._request({"op": "write", "path": str(target), "data": encode_b64(data), "mode": mode})
+            is not None
+        ):
             return
         self._slow_exec(f"mkdir -p {shlex.quote(str(target.parent))}", timeout=30)
         archive = io.BytesIO()
@@ -341,7 +343,3 @@ class DockerSandbox:
         if not self.base_commit:
             raise SandboxError(f"no git repository at {self.spec.workdir} in {self.spec.image}")
         return self.base_commit
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
