@@ -21,7 +21,8 @@ plain "unresolved" without saying so.
         └── ModelError
             ├── ContextWindowExceeded
             ├── BudgetExceeded
-            └── ModelResponseError   garbage, empty, or unparseable replies
+            ├── ModelResponseError   garbage, empty, or unparseable replies
+            └── ReplayExhausted      a replayed recording has no more assistant turns
 """
 
 from __future__ import annotations
@@ -101,3 +102,7 @@ class BudgetExceeded(ModelError):
 
 class ModelResponseError(ModelError):
     """The model answered with something unusable (empty, malformed, garbage)."""
+
+
+class ReplayExhausted(ModelError):
+    """A replayed trajectory was asked for more assistant turns than it recorded."""

@@ -1,0 +1,71 @@
+"""What a model call costs, so that cost limits mean something for every provider.
+
+Three modes: `table` (litellm's price table; a model missing from it is a `ConfigError` raised before
+the first request, because a run whose costs read as zero would silently bypass its budgets),
+`override` (USD per million tokens given in the config, for self-hosted or unlisted models), `free`
+(explicitly zero, for local models). Users should export `LITELLM_LOCAL_MODEL_COST_MAP=True` so that
+litellm reads its bundled table instead of downloading one at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, model_validator
+
+from patchfleet.errors import ConfigError
+
+
+class PricingConfig(BaseModel):
+    mode: Literal["table", "override", "free"] = "table"
+    input_per_mtok: float | None = None  # USD per million prompt tokens (override mode)
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None  # defaults to input_per_mtok
+
+    @model_validator(mode="after")
+    def _override_needs_prices(self) -> Self:
+        if self.mode == "override" and (self.input_per_mtok is None or self.output_per_mtok is None):
+            raise ValueError("pricing.mode=override needs input_per_mtok and output_per_mtok")
+        return self
+
+
+class Pricer:
+    """Prices replies for one model string according to a `PricingConfig`."""
+
+    def __init__(self, model: str, config: PricingConfig) -> None:
+        self.model = model
+        self.config = config
+        self._checked = False
+
+    def check(self) -> None:
+        """Fail before spending anything when the price of the model cannot be known."""
+        if self._checked or self.config.mode != "table":
+            return
+        import litellm
+
+        try:
+            litellm.cost_per_token(model=self.model, prompt_tokens=1, completion_tokens=1)
+        except Exception as exc:  # litellm raises plain Exception for unmapped models
+            raise ConfigError(
+                f"litellm has no price for {self.model!r}, so cost limits could not be enforced: set "
+                "model.pricing.mode=override with input_per_mtok/output_per_mtok, or "
+                "model.pricing.mode=free for a local model"
+            ) from exc
+        self._checked = True
+
+    def cost(self, response: Any, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> float:
+        if self.config.mode == "free":
+            return 0.0
+        if self.config.mode == "override":
+            per_in = self.config.input_per_mtok or 0.0
+            per_cached = self.config.cached_input_per_mtok
+            per_cached = per_in if per_cached is None else per_cached
+            per_out = self.config.output_per_mtok or 0.0
+            uncached = max(prompt_tokens - cached_tokens, 0)
+            return (uncached * per_in + cached_tokens * per_cached + completion_tokens * per_out) / 1e6
+        import litellm
+
+        try:
+            return float(litellm.completion_cost(completion_response=response, model=self.model))
+        except Exception as exc:  # same reason as in check()
+            raise ConfigError(f"litellm could not price a reply of {self.model!r}: {exc}") from exc

@@ -1,0 +1,71 @@
+"""Fixtures for the agent tests: the fake OpenAI server, a buggy git repository, a host sandbox."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# tests/ has no __init__.py (importlib mode): make `fakes` importable for these tests.
+TESTS_DIR = Path(__file__).resolve().parents[1]
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from fakes.local_sandbox import LocalSandbox, make_repo  # noqa: E402
+from fakes.openai_server import FakeOpenAIServer  # noqa: E402
+
+from patchfleet.agent.config import AgentConfig, LitellmModelConfig, RetryConfig  # noqa: E402
+from patchfleet.agent.pricing import PricingConfig  # noqa: E402
+
+BUGGY_FILES = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def buggy_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "calc", BUGGY_FILES)
+
+
+@pytest.fixture
+def sandbox(buggy_repo: Path) -> Iterator[LocalSandbox]:
+    with LocalSandbox(buggy_repo) as box:
+        yield box
+
+
+def fake_model_config(server: FakeOpenAIServer, **updates: object) -> LitellmModelConfig:
+    """A litellm model pointed at the fake server, priced by override, retrying with tiny waits."""
+    base = LitellmModelConfig(
+        model="openai/fake-model",
+        api_base=server.base_url,
+        api_key="dummy",
+        timeout=10,
+        pricing=PricingConfig(mode="override", input_per_mtok=1.0, output_per_mtok=2.0),
+        retry=RetryConfig(max_attempts=4, initial_wait=0.01, max_wait=0.05),
+    )
+    return base.model_copy(update=updates)
+
+
+@pytest.fixture
+def llm_config():
+    """`llm_config(server, **updates)`: a LitellmModelConfig for the fake server."""
+    return fake_model_config
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path):
+    """`agent_config(*dotted_overrides)`: the shipped config, scratch files under tmp_path."""
+
+    def make(*overrides: str) -> AgentConfig:
+        return AgentConfig.load(overrides=[f"scratch_dir={tmp_path}", *overrides])
+
+    return make

@@ -1,0 +1,1 @@
+"""Test fakes: an OpenAI-compatible server for the real litellm client, and a host-process sandbox."""
