@@ -100,6 +100,10 @@ class LitellmModel:
                 kwargs["top_logprobs"] = cfg.top_logprobs
         kwargs.update(cfg.extra_params)
         kwargs.update(overrides)
+        if kwargs.get("tools"):
+            # Our tools are plain functions. Without this flag litellm routes any call with tools
+            # through its MCP gateway, which imports the optional `mcp` package (not a dependency).
+            kwargs.setdefault("_skip_mcp_handler", True)
         return kwargs
 
     def query(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:

@@ -165,9 +165,14 @@ def _run_one(
         if not path.exists():  # the agent never started: still leave a file that says why
             _write_failure(path, task.id, error, info)
         return TrajectoryOutcome(
-            spec.index, path, error.cls, model=model_name, variant=spec.variant,
-            temperature=spec.temperature, error=error,
-        )  # fmt: skip
+            spec.index,
+            path,
+            error.cls,
+            model=model_name,
+            variant=spec.variant,
+            temperature=spec.temperature,
+            error=error,
+        )
     return TrajectoryOutcome(
         spec.index,
         path,

@@ -129,6 +129,11 @@ class FakeOpenAIServer:
         self._thread: threading.Thread | None = None
 
     # -- script -------------------------------------------------------------------------------------
+    def respond_with(self, responder: Responder) -> None:
+        """Answer every further request with `responder(request_body)` instead of the queue."""
+        with self._lock:
+            self._responder = responder
+
     def push(self, *entries: ScriptEntry) -> None:
         with self._lock:
             self._queue.extend(entries)
@@ -162,7 +167,9 @@ class FakeOpenAIServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-openai", daemon=True
+        )
         self._thread.start()
         return self
 
