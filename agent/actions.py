@@ -11,9 +11,8 @@ from patchfleet.agent.exceptions import FormatError
 from patchfleet.agent.model import Reply
 
 BASH_BLOCK = re.compile(r"```bash[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
-_SUBMIT_START = re.compile(rf"^\s*echo\s+['\"]?{SUBMIT_SENTINEL}['\"]?(?=\s|&|;|$)")
-# The submission mini-swe-agent teaches; the `git add -A && git diff --cached` part is redundant here
-# (the patch comes from Sandbox.diff()), so this exact form is not executed at all.
+# The submission mini-swe-agent teaches. Its `git add -A && git diff --cached` part is redundant here (the
+# patch comes from Sandbox.diff()), so this exact form is not executed at all.
 _SUBMIT_CANONICAL = re.compile(
     rf"^\s*echo\s+['\"]?{SUBMIT_SENTINEL}['\"]?\s*(&&\s*git\s+add\s+-A\s*&&\s*git\s+diff\s+--cached\s*)?$"
 )
@@ -68,13 +67,18 @@ def parse_tool_action(reply: Reply) -> Action:
     return Action(command.strip(), tool_call_id=call.id)
 
 
-def is_submission(command: str) -> bool:
-    return bool(_SUBMIT_START.match(command))
+def is_plain_submission(command: str) -> bool:
+    """The submission command alone (optionally with mini-swe-agent's git suffix): nothing to run."""
+    return bool(_SUBMIT_CANONICAL.match(command))
 
 
-def submission_has_side_commands(command: str) -> bool:
-    """True when the submission also does something else (e.g. deletes a script) that must still run."""
-    return not _SUBMIT_CANONICAL.match(command)
+def output_submits(command: str, output: str) -> bool:
+    """mini-swe-agent's rule for other commands (`rm -rf scratch && echo SENTINEL`): they run, and
+    they submit when the first line of their output is the sentinel."""
+    if SUBMIT_SENTINEL not in command:
+        return False
+    lines = output.lstrip().splitlines()
+    return bool(lines) and lines[0].strip() == SUBMIT_SENTINEL
 
 
 @dataclass(frozen=True)

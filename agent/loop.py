@@ -19,10 +19,10 @@ from patchfleet.agent.actions import (
     BASH_TOOL,
     Action,
     clip_output,
-    is_submission,
+    is_plain_submission,
+    output_submits,
     parse_text_action,
     parse_tool_action,
-    submission_has_side_commands,
 )
 from patchfleet.agent.config import SUBMIT_COMMAND, AgentConfig
 from patchfleet.agent.exceptions import FormatError, LimitsExceeded, Submitted
@@ -143,11 +143,11 @@ class Agent:
         self._add_reply(reply)
         action = self._parse(reply)
         self.format_errors = 0
-        if is_submission(action.command):
-            if submission_has_side_commands(action.command):
-                self._execute(action)
+        if is_plain_submission(action.command):
             raise Submitted()
         result = self._execute(action)
+        if output_submits(action.command, result.output):
+            raise Submitted()
         self._add_observation(action, result)
 
     # -- pieces -------------------------------------------------------------------------------------
