@@ -13,16 +13,11 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from fakes.local_sandbox import LocalSandbox, make_repo  # noqa: E402
+from fakes.local_sandbox import CALC_BUG, LocalSandbox, make_repo  # noqa: E402
 from fakes.openai_server import FakeOpenAIServer  # noqa: E402
 
 from patchfleet.agent.config import AgentConfig, LitellmModelConfig, RetryConfig  # noqa: E402
 from patchfleet.agent.pricing import PricingConfig  # noqa: E402
-
-BUGGY_FILES = {
-    "calc.py": "def add(a, b):\n    return a - b\n",
-    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
-}
 
 
 @pytest.fixture
@@ -33,7 +28,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 def buggy_repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "calc", BUGGY_FILES)
+    return make_repo(tmp_path / "calc", CALC_BUG)
 
 
 @pytest.fixture

@@ -44,6 +44,13 @@ def cap(data: bytes, limit: int) -> tuple[str, int]:
     return data[:half].decode("utf-8", "replace") + marker + data[-half:].decode("utf-8", "replace"), dropped
 
 
+# A one-bug repository: add() subtracts; its test fails until the bug is fixed.
+CALC_BUG = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+}
+
+
 class LocalSandbox:
     """A git repository on the host, behind the `Sandbox` interface. Test fake: no isolation."""
 
