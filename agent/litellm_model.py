@@ -107,6 +107,8 @@ class LitellmModel:
         return kwargs
 
     def query(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:
+        import litellm  # noqa: F401 - the first import takes seconds: keep it out of the latency
+
         self._pricer.check()
         kwargs = self.request(messages, **overrides)
         retries = 0
