@@ -67,5 +67,12 @@ class Pricer:
 
         try:
             return float(litellm.completion_cost(completion_response=response, model=self.model))
-        except Exception as exc:  # same reason as in check()
-            raise ConfigError(f"litellm could not price a reply of {self.model!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to the token counts below
+            # check() passed, so the table knows the model: price the token counts directly.
+            try:
+                prompt_cost, completion_cost = litellm.cost_per_token(
+                    model=self.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+                )
+            except Exception as again:  # litellm raises plain Exception here too
+                raise ConfigError(f"litellm could not price a reply of {self.model!r}: {exc}") from again
+            return float(prompt_cost + completion_cost)

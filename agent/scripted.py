@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 from patchfleet.agent.model import Limiter, ModelStats, Reply
@@ -46,7 +47,7 @@ class ScriptedModel:
         if isinstance(item, BaseException):
             raise item
         reply = item if isinstance(item, Reply) else Reply(content=item, cost=self.cost_per_call)
-        reply = Reply(**{**reply.__dict__, "latency": reply.latency or time.monotonic() - started})
+        reply = replace(reply, latency=reply.latency or time.monotonic() - started)
         self.stats.add(reply)
         return reply
 
