@@ -1,14 +1,17 @@
 """Loading SWE-bench-style rows and predictions from files, tolerating bad rows.
 
 A malformed row becomes a `DataError` that names the file, the row and the field; the other rows still
-load. Batch users run hundreds of instances and must not lose a run to one broken line.
+load. Batch users run hundreds of instances and must not lose a run to one broken line. Rows are named
+`file:line` in .jsonl files and `file row N` (1-based) in .json lists, .parquet files and datasets.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from patchfleet.data.task import EvalSpec, Prediction, Task
 from patchfleet.errors import ConfigError, DataError
 
 TASK_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement")
+_SHA = re.compile(r"[0-9a-f]{7,40}")
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 @dataclass
@@ -25,11 +30,17 @@ class Loaded:
     tasks: list[Task] = field(default_factory=list)
     eval_specs: dict[str, EvalSpec] = field(default_factory=dict)
     errors: list[DataError] = field(default_factory=list)
+    missing_ids: list[str] = field(default_factory=list)  # asked for by the filter, found in no good row
 
 
 def read_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
-    """(where, row) pairs from .jsonl, .json (a list), .parquet, or a Hugging Face dataset name."""
+    """(where, row) pairs from .jsonl, .json (a list), .parquet, or a Hugging Face dataset name.
+
+    A line that is not JSON comes out as (where, DataError) so that the caller can record it and go on.
+    """
     path = Path(source)
+    if path.suffix in (".jsonl", ".json", ".parquet") and not path.is_file():
+        raise DataError(f"{path}: no such file")
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
@@ -41,25 +52,33 @@ def read_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
                 except json.JSONDecodeError as exc:
                     yield where, DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
     elif path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _read_json(path)
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
-        for number, row in enumerate(data):
-            yield f"{path}[{number}]", row
+        for number, row in enumerate(data, start=1):
+            yield f"{path} row {number}", row
     elif path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise ConfigError("reading .parquet needs pyarrow: pip install 'patchfleet[parquet]'") from exc
-        for number, row in enumerate(pq.read_table(path).to_pylist()):
-            yield f"{path}#{number}", row
+        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield f"{path} row {number}", row
     elif path.exists():
         raise DataError(f"{path}: unsupported format (use .jsonl, .json or .parquet)")
     else:
         yield from _hugging_face_rows(str(source))
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
 def _hugging_face_rows(name: str) -> Iterator[tuple[str, Any]]:
+    """Rows of `name` or `name:split` (default split: test), e.g. `princeton-nlp/SWE-bench_Verified`."""
     dataset, _, split = name.partition(":")
     try:
         import datasets
@@ -67,18 +86,21 @@ def _hugging_face_rows(name: str) -> Iterator[tuple[str, Any]]:
         raise ConfigError(
             f"{name!r} is not a file; as a Hugging Face dataset it needs `pip install 'patchfleet[hf]'`"
         ) from exc
-    for number, row in enumerate(datasets.load_dataset(dataset, split=split or "test")):
-        yield f"{name}#{number}", row
+    for number, row in enumerate(datasets.load_dataset(dataset, split=split or "test"), start=1):
+        yield f"{name} row {number}", row
 
 
 def _test_list(row: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
-    value = row.get(name, [])
+    """FAIL_TO_PASS / PASS_TO_PASS: a JSON-encoded list upstream, a real list in some exports."""
+    value = row.get(name)
+    if value is None:
+        return ()
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip() else []
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}: field {name} is not a JSON list ({exc.msg})") from exc
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
         raise DataError(f"{where}: field {name} must be a list of test names")
     return tuple(value)
 
@@ -96,22 +118,42 @@ def _text(row: dict[str, Any], name: str, where: str, required: bool) -> str:
     return value
 
 
+def _version(row: dict[str, Any], where: str) -> str:
+    value = row.get("version")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        # a float has already lost what matters: 1.10 and 1.1 are different recipes
+        raise DataError(f"{where}: field version must be a string (got {type(value).__name__} {value!r})")
+    return value
+
+
+def _created_at(row: dict[str, Any]) -> str:
+    value = row.get("created_at")
+    if isinstance(value, datetime | date):  # parquet and datasets give timestamps
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
 def parse_row(row: Any, where: str) -> tuple[Task, EvalSpec]:
     """One SWE-bench row into its solving half and its evaluation half."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: a row must be an object, got {type(row).__name__}")
     text = {name: _text(row, name, where, required=True) for name in TASK_FIELDS}
-    if "/" not in text["repo"]:
+    if not _REPO.fullmatch(text["repo"]):
         raise DataError(f"{where}: field repo must be owner/name, got {text['repo']!r}")
+    if not _SHA.fullmatch(text["base_commit"]):
+        raise DataError(f"{where}: field base_commit must be a hex commit id, got {text['base_commit']!r}")
+    setup_commit = _text(row, "environment_setup_commit", where, required=False)
     task = Task(
         id=text["instance_id"],
         repo=text["repo"],
         base_commit=text["base_commit"],
         problem_statement=text["problem_statement"],
         hints=_text(row, "hints_text", where, required=False),
-        created_at=str(row.get("created_at") or ""),
-        version=str(row.get("version") or ""),
-        environment_setup_commit=_text(row, "environment_setup_commit", where, required=False),
+        created_at=_created_at(row),
+        version=_version(row, where),
+        environment_setup_commit=setup_commit,
     )
     spec = EvalSpec(
         instance_id=task.id,
@@ -119,12 +161,17 @@ def parse_row(row: Any, where: str) -> tuple[Task, EvalSpec]:
         fail_to_pass=_test_list(row, "FAIL_TO_PASS", where),
         pass_to_pass=_test_list(row, "PASS_TO_PASS", where),
         gold_patch=_text(row, "patch", where, required=False),
+        environment_setup_commit=setup_commit,
     )
     return task, spec
 
 
 def load_tasks(source: str | Path, instance_ids: Iterable[str] | None = None) -> Loaded:
-    """Every good row of `source` (optionally only `instance_ids`), and an error for every bad one."""
+    """Every good row of `source` (optionally only `instance_ids`), and an error for every bad one.
+
+    With a filter, rows of other instances are skipped before they are checked, so a broken row that
+    was not asked for costs nothing; ids asked for and not found are listed in `missing_ids`.
+    """
     wanted = set(instance_ids) if instance_ids is not None else None
     loaded = Loaded()
     seen: set[str] = set()
@@ -141,19 +188,31 @@ def load_tasks(source: str | Path, instance_ids: Iterable[str] | None = None) ->
             continue
         if task.id in seen:
             loaded.errors.append(
-                DataError(f"{where}: duplicate instance_id {task.id}; the first one is kept")
+                DataError(f"{where}: field instance_id: duplicate {task.id}; the first one is kept")
             )
             continue
         seen.add(task.id)
         loaded.tasks.append(task)
         loaded.eval_specs[task.id] = spec
+    if wanted is not None:
+        loaded.missing_ids = sorted(wanted - seen)
     return loaded
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Instance ids from a text file, one per line (blank lines and `#` comments ignored)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def load_predictions(
     source: str | Path, gold_from: Loaded | None = None
 ) -> tuple[dict[str, Prediction], list[DataError]]:
-    """Predictions from .jsonl, a .json list, a .json dict keyed by instance id, or the word `gold`."""
+    """Predictions from .jsonl, a .json list, a .json dict keyed by instance id, or the word `gold`.
+
+    A repeated instance id keeps the last prediction, as the official harness's dict does, and is
+    reported. A `null` model_patch reads as "": the harness treats both as an empty patch (not run).
+    """
     if str(source) == "gold":
         if gold_from is None:
             raise ConfigError("`gold` predictions need the dataset they come from")
@@ -164,15 +223,12 @@ def load_predictions(
             for spec in gold_from.eval_specs.values()
         }, []
     path = Path(source)
-    if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            rows: Iterable[tuple[str, Any]] = (
-                (f"{path}[{key!r}]", {"instance_id": key, **value} if isinstance(value, dict) else value)
-                for key, value in data.items()
-            )
-        else:
-            rows = read_rows(path)
+    rows: Iterable[tuple[str, Any]]
+    if path.suffix == ".json" and path.is_file() and isinstance(data := _read_json(path), dict):
+        rows = (
+            (f"{path} key {key!r}", {"instance_id": key, **value} if isinstance(value, dict) else value)
+            for key, value in data.items()
+        )
     else:
         rows = read_rows(path)
     predictions: dict[str, Prediction] = {}
@@ -182,15 +238,28 @@ def load_predictions(
             errors.append(row)
             continue
         try:
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: a prediction must be an object")
-            instance_id = _text(row, "instance_id", where, required=True)
-            patch = _text(row, "model_patch", where, required=False)
-            model = _text(row, "model_name_or_path", where, required=False) or "unknown"
+            prediction = _prediction(row, where)
         except DataError as exc:
             errors.append(exc)
             continue
-        predictions[instance_id] = Prediction(
-            instance_id=instance_id, model_patch=patch, model_name_or_path=model
-        )
+        if prediction.instance_id in predictions:
+            errors.append(
+                DataError(
+                    f"{where}: field instance_id: duplicate {prediction.instance_id}; the last one is kept"
+                )
+            )
+        predictions[prediction.instance_id] = prediction
     return predictions, errors
+
+
+def _prediction(row: Any, where: str) -> Prediction:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: a prediction must be an object, got {type(row).__name__}")
+    instance_id = _text(row, "instance_id", where, required=True)
+    if "model_patch" not in row:
+        raise DataError(f"{where}: missing field model_patch")
+    patch = row["model_patch"]
+    if patch is not None and not isinstance(patch, str):
+        raise DataError(f"{where}: field model_patch must be a string or null, got {type(patch).__name__}")
+    model = _text(row, "model_name_or_path", where, required=False) or "unknown"
+    return Prediction(instance_id=instance_id, model_patch=patch or "", model_name_or_path=model)

@@ -1,25 +1,35 @@
 """Environment recipes: how to install and test a (repo, version), on our Debian images, without conda.
 
-The facts (Python version, pinned packages, pre-install and install commands, test command) come from
-the published SWE-bench specifications (`specs/swebench_python.json`). They are translated, not copied:
+The facts come from the published SWE-bench specifications (`data.upstream`); they are translated, not
+copied. How each field of a spec maps:
 
-| SWE-bench spec            | patchfleet                                                               |
-| ------------------------- | ------------------------------------------------------------------------ |
-| `python: 3.9`             | Debian bullseye (3.9). 3.10 and 3.8 also map to 3.9: Debian has neither, |
-|                           | and the pinned wheels of those specs all exist for 3.9; 3.11 -> bookworm |
-| conda env `testbed`       | a venv at /opt/venv, first on PATH (env layer), with an up-to-date pip;  |
-|                           | the system Python also sees its packages (tox-current-env re-execs it)   |
-| `packages: "a b"` (conda) | `pip install a b` in the env layer                                       |
-| `packages: requirements`  | the repo's requirements file at the environment setup commit, `-r`       |
-|                           | includes resolved, `-e .` lines dropped (as the harness does)            |
-| `packages: environment.yml` | each dependency pip-installed, best effort, under the pins as        |
-|                           | constraints (conda-only packages are skipped and logged)                 |
-| `pip_packages`            | `pip install` in the env layer                                           |
-| (unpinned dependencies)   | resolved as of PACKAGES_AS_OF (pip's --uploaded-prior-to), not today     |
-| `pre_install`, `install`  | instance layer, in /testbed, SETUPTOOLS_SCM_PRETEND_VERSION set, and     |
-|                           | editable installs in `compat` mode (a sys.path entry, as conda-era gave) |
-|                           | (our one-commit repository has no tags for setuptools-scm to read)       |
-| `test_cmd` + directives   | run by the evaluator on the test files the test patch touches            |
+| SWE-bench spec               | patchfleet                                                                  |
+| ---------------------------- | --------------------------------------------------------------------------- |
+| `python: X.Y`                | `runtimes.runtime_for`: Debian bullseye (3.9) or bookworm (3.11); other     |
+|                              | versions go to the nearest and the recipe's `notes` say so                  |
+| base image (Ubuntu + conda)  | Debian base layer; the env layer adds what a spec's steps need from the     |
+|                              | official base (compilers for repos that build C code, locales, wget)        |
+| conda env `testbed`          | a venv at /opt/venv, first on PATH, with pip 26 (needed for the date        |
+|                              | cut-off below), setuptools and wheel; the system Python also sees the venv  |
+|                              | (tox-current-env re-execs "the current interpreter" through a symlink)      |
+| `packages: "a 'b==1'"`       | conda match specs translated to pip (`x=1.2` -> `x==1.2.*`), in the env     |
+| `packages: requirements.txt` | the harness's requirements file (`MAP_REPO_TO_REQS_PATHS`) at the env setup |
+|                              | commit, read from the repo source, `-r` inlined, `-e .` dropped             |
+| `packages: environment.yml`  | each dependency pip-installed, best effort, the spec's pins as constraints  |
+|                              | (conda-only packages are skipped and noted)                                 |
+| `pip_packages`               | pip-installed last in the env layer; pins without a wheel for our Python    |
+|                              | are lifted to the nearest release that has one (`runtimes.lift_pin`)       |
+| (unpinned dependencies)      | resolved as of PACKAGES_AS_OF (pip's --uploaded-prior-to), not today        |
+| `pre_install`                | apt-get lines: their packages go to the env layer (no `upgrade`); locale    |
+|                              | setup becomes `locales locales-all`; the rest runs in the instance layer,   |
+|                              | in /testbed, as one shell step (later steps use earlier steps' variables)   |
+| `install`                    | instance layer, SETUPTOOLS_SCM_PRETEND_VERSION set (our one-commit repo has |
+|                              | no tags to read a version from), editable installs in `compat` mode (a      |
+|                              | sys.path entry, as conda-era setuptools gave; PEP 660 hooks hide the source |
+|                              | tree from tools that search sys.path, such as pylint and astroid)           |
+| `eval_commands`              | `eval_prelude`, run before the tests                                        |
+| `test_cmd` + directives      | `test_command(files)`; the files come from the test patch (`evalscript`)    |
+| log parser                   | the `swebench` package's parser for the repo (`grading.parser_name`)        |
 """
 
 from __future__ import annotations
@@ -28,37 +38,22 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
-import yaml
-from swebench.harness.constants import NON_TEST_EXTS
-
+from patchfleet.data.dependencies import FileReader, conda_packages, environment_yml, read_requirements
+from patchfleet.data.evalscript import get_test_directives
 from patchfleet.data.grading import parser_name
-from patchfleet.data.sources import RepoSource
+from patchfleet.data.runtimes import Runtime, lift_pin, runtime_for
 from patchfleet.data.task import Task
+from patchfleet.data.upstream import PublishedSpecs, Specs, published_specs
 from patchfleet.errors import ConfigError
 
 VENV = "/opt/venv"
-DISTRO_FOR_PYTHON = {"3.8": "bullseye", "3.9": "bullseye", "3.10": "bullseye", "3.11": "bookworm"}
-REQUIREMENTS_PATHS = {"pylint-dev/pylint": ("requirements_test.txt",)}
-SCM_VERSIONED = {
-    "pytest-dev/pytest",
-    "pydata/xarray",
-    "pylint-dev/pylint",
-    "mwaskom/seaborn",
-    "astropy/astropy",
-    "matplotlib/matplotlib",
-    "pvlib/pvlib-python",
-    "pydicom/pydicom",
-}
-
-
 # Unpinned dependencies resolve as they did when the official images were built, not as of today:
-# pip >= 26 ignores releases uploaded after this moment (the upgraded pip of every env honours it).
+# pip >= 26 (26.0.1 is the last for Python 3.9) ignores releases uploaded after this moment.
 PACKAGES_AS_OF = "2025-01-01T00:00:00Z"
-
+PIP = f"{VENV}/bin/python -m pip install --no-input --progress-bar off"
 # Tools that re-exec "the current interpreter" through a symlink (tox-current-env, as sphinx's test
 # command uses) land in the system Python, which knows nothing of the venv; conda's one-interpreter
 # environments never had that problem. A .pth in the system site dir appends the venv's packages there.
@@ -68,6 +63,12 @@ SYSTEM_PYTHON_SEES_VENV = (
     'mkdir -p "$system_site" && '
     'echo "import site; site.addsitedir(\'$venv_site\')" > "$system_site/patchfleet-venv.pth"'
 )
+# Repositories whose install compiles C/Cython code: the official base image has build-essential.
+COMPILES_C = {"astropy/astropy", "scikit-learn/scikit-learn", "matplotlib/matplotlib"}
+COMPILER_PACKAGES = ("build-essential", "python3-dev", "pkg-config")
+LOCALE_PACKAGES = ("locales", "locales-all")
+_APT_INSTALL = re.compile(r"apt-get\s+(?:-\S+\s+)*install\s+(?P<args>[^&|;]+)")
+_SYSTEM_STEP = re.compile(r"^\s*(apt-get|(DEBIAN_FRONTEND=\S+\s+)?apt-get|locale-gen|echo .*>\s*/etc/)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class Recipe:
     parser: str
     eval_prelude: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    runtime_python: str = ""  # the interpreter it really gets ("" in hand-written recipes: = python)
+    system_packages: tuple[str, ...] = ()
+    install: str = ""  # the install command as run in the instance layer (the eval script reruns it)
+    origin: str = ""  # which publication of the specs this was translated from
 
     @property
     def key(self) -> str:
@@ -94,142 +99,71 @@ class Recipe:
         return " ".join([self.test_cmd, *(shlex.quote(f) for f in test_files)])
 
 
-@cache
-def swebench_specs() -> dict[str, dict[str, dict]]:
-    text = resources.files("patchfleet.data").joinpath("specs/swebench_python.json").read_text()
-    return json.loads(text)
-
-
-def _requirements(source: RepoSource, repo: str, commit: str) -> str:
-    """The harness's reading of a requirements file: `-r` includes inlined, editable self-installs dropped."""
-    for path in REQUIREMENTS_PATHS.get(repo, ("requirements.txt",)):
-        text = source.read_file(repo, commit, path)
-        if text is None:
-            continue
-        folder = path.rpartition("/")[0]
-        lines: list[str] = []
-        for line in text.splitlines():
-            stripped = line.strip()
-            if stripped.startswith("-r"):
-                included = source.read_file(repo, commit, f"{folder}/{stripped[2:].strip()}".lstrip("/"))
-                lines.extend(x for x in (included or "").splitlines() if not _excluded(x))
-            elif not _excluded(line):
-                lines.append(line)
-        return "\n".join(lines) + "\n"
-    raise ConfigError(f"no requirements file for {repo} at {commit} (tried {REQUIREMENTS_PATHS.get(repo)})")
-
-
-CONDA_TO_PIP = {"matplotlib-base": "matplotlib", "iris": "scitools-iris", "pseudonetcdf": "PseudoNetCDF"}
-CONDA_ONLY = {"python", "pip", "hdf5", "cdms2", "libnetcdf", "nodejs"}
-ENV_YML_PATHS = ("ci/requirements/environment.yml", "environment.yml")
-
-
-def _conda_environment(source: RepoSource, repo: str, commit: str) -> list[str]:
-    """pip requirement strings for the dependencies of a conda environment.yml (pip section included)."""
-    for path in ENV_YML_PATHS:
-        text = source.read_file(repo, commit, path)
-        if text is not None:
-            break
-    else:
-        raise ConfigError(f"no environment.yml for {repo} at {commit} (tried {ENV_YML_PATHS})")
-    try:
-        dependencies = (yaml.safe_load(text) or {}).get("dependencies") or []
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{repo}@{commit}:{path} is not valid YAML: {exc}") from exc
-    wanted: list[str] = []
-    for item in dependencies:
-        if isinstance(item, dict):
-            wanted.extend(str(x) for x in item.get("pip", []))
-            continue
-        name, _, rest = str(item).partition("=")
-        name = name.strip().split("::")[-1]
-        if name.lower() in CONDA_ONLY:
-            continue
-        name = CONDA_TO_PIP.get(name, name)
-        # conda's `x=1.2` is pip's `x==1.2.*`; ranges (`>=`) pass through unchanged
-        if rest and not rest.startswith("="):
-            wanted.append(f"{name}=={rest}.*" if rest[0].isdigit() else name)
-        elif rest:
-            wanted.append(f"{name}={rest}")
-        else:
-            wanted.append(name)
-    return wanted
-
-
-def _excluded(line: str) -> bool:
-    return line.strip().startswith(("-e .", "#", ".[test"))
-
-
-def load_specs(extra: Path | None = None) -> dict[str, dict[str, dict]]:
+def load_specs(extra: Path | None = None) -> Specs:
     """The published specs, with the (repo, version) entries of a user's JSON file laid over them."""
-    specs = {repo: dict(versions) for repo, versions in swebench_specs().items()}
+    specs = {repo: dict(versions) for repo, versions in published_specs().specs.items()}
     if extra is not None:
         try:
             added = json.loads(extra.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read recipe specs from {extra}: {exc}") from exc
+        if not isinstance(added, dict):
+            raise ConfigError(f"{extra}: expected {{repo: {{version: spec}}}}")
         for repo, versions in added.items():
             specs.setdefault(repo, {}).update(versions)
     return specs
 
 
-def recipe_for(
-    task: Task, source: RepoSource | None = None, specs: dict[str, dict[str, dict]] | None = None
-) -> Recipe:
-    """The recipe of a SWE-bench task's (repo, version); `source` reads requirements files when needed."""
-    spec = (specs or swebench_specs()).get(task.repo, {}).get(task.version)
+def spec_for(repo: str, version: str, specs: Specs | None = None) -> dict[str, Any]:
+    """The published spec of (repo, version); ConfigError naming both when there is none."""
+    spec = (specs if specs is not None else published_specs().specs).get(repo, {}).get(version)
     if spec is None:
-        raise ConfigError(f"no environment recipe for {task.repo} {task.version}")
-    python = str(spec.get("python", "3.9"))
-    distro = DISTRO_FOR_PYTHON.get(python)
-    if distro is None:
-        raise ConfigError(f"{task.repo} {task.version} wants Python {python}, which no Debian base provides")
-    pip = f"{VENV}/bin/python -m pip install --no-input --progress-bar off"
-    env_steps = [f"python3 -m venv {VENV}", f"{pip} --upgrade pip", SYSTEM_PYTHON_SEES_VENV]
-    notes = []
-    if python != {"bullseye": "3.9", "bookworm": "3.11"}[distro]:
-        notes.append(f"upstream asks for Python {python}; built on {distro}")
-    packages = spec.get("packages")
-    if packages == "requirements.txt":
-        if source is None:
-            raise ConfigError(f"{task.repo} {task.version} needs its requirements file: pass a repo source")
-        commit = task.environment_setup_commit or task.base_commit
-        requirements = _requirements(source, task.repo, commit)
-        env_steps.append(f"cat > /tmp/requirements.txt <<'PATCHFLEET_EOF'\n{requirements}PATCHFLEET_EOF")
-        env_steps.append(f"{pip} -r /tmp/requirements.txt && rm /tmp/requirements.txt")
-    elif packages == "environment.yml":
-        if source is None:
-            raise ConfigError(f"{task.repo} {task.version} needs its environment.yml: pass a repo source")
-        commit = task.environment_setup_commit or task.base_commit
-        wanted = _conda_environment(source, task.repo, commit)
-        pins = "\n".join(spec.get("pip_packages", ())) + "\n"
-        env_steps.append(f"cat > /tmp/constraints.txt <<'PATCHFLEET_EOF'\n{pins}PATCHFLEET_EOF")
-        # conda packages one by one and best effort: a conda-only package must not sink the environment,
-        # and the spec's pins (installed after, and as constraints here) always win
-        env_steps.extend(
-            f"timeout 600 {pip} -c /tmp/constraints.txt {shlex.quote(name)} "
-            f"|| echo 'patchfleet: skipped {name} (not installable with pip here)'"
-            for name in wanted
+        raise ConfigError(f"no environment recipe for {repo} {version}")
+    return spec
+
+
+def runtime_of(repo: str, version: str, specs: Specs | None = None) -> Runtime:
+    """The interpreter and image of (repo, version), without reading anything from the repository."""
+    return runtime_for(str(spec_for(repo, version, specs).get("python", "3.9")))
+
+
+def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None = None) -> Recipe:
+    """The recipe of a task's (repo, version); `source` reads requirements files when the spec needs them."""
+    published = published_specs()
+    spec = spec_for(task.repo, task.version, specs)
+    runtime = runtime_for(str(spec.get("python", "3.9")))
+    notes = [runtime.note] if runtime.note else []
+    system, pre_install, system_notes = _split_pre_install(spec)
+    notes += system_notes
+    if task.repo in COMPILES_C:
+        system = [*system, *COMPILER_PACKAGES]
+    if any("locale" in step for step in spec.get("eval_commands", ())):
+        system = [*system, *LOCALE_PACKAGES]
+    system = list(dict.fromkeys(system))
+
+    env_steps = [f"python3 -m venv {VENV}", f"{PIP} --upgrade 'pip>=26'"]
+    if system:
+        env_steps.insert(
+            0,
+            "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+            f"--no-install-recommends {' '.join(system)} && rm -rf /var/lib/apt/lists/*",
         )
-        notes.append(f"environment.yml translated to pip, best effort ({len(wanted)} packages)")
-    elif packages:
-        env_steps.append(f"{pip} {packages}")
+    env_steps += [f"{PIP} --upgrade setuptools wheel", SYSTEM_PYTHON_SEES_VENV]
+    env_steps += _dependency_steps(task, spec, source, published, runtime, notes)
     if spec.get("pip_packages"):
-        env_steps.append(f"{pip} " + " ".join(shlex.quote(p) for p in spec["pip_packages"]))
-    scm = f"SETUPTOOLS_SCM_PRETEND_VERSION={shlex.quote(_scm_version(task.version))} "
-    install = spec.get("install", "")
-    if " -e " in f"{install} ":
-        # a path entry on sys.path, as conda-era setuptools gave; PEP 660 import hooks hide the source
-        # tree from tools that search sys.path themselves (pylint, astroid)
-        install += " --config-settings editable_mode=compat"
-    instance_steps = [*spec.get("pre_install", ()), *([scm + install] if install else [])]
-    if task.repo not in SCM_VERSIONED:
-        instance_steps = [step.removeprefix(scm) for step in instance_steps]
+        pins = [_lift(p, runtime, notes) for p in spec["pip_packages"]]
+        env_steps.append(f"{PIP} " + " ".join(shlex.quote(p) for p in pins))
+
+    install = _install_command(task, spec, published)
+    # one step, so that later lines see earlier lines' shell variables (matplotlib's QHULL_*); the image
+    # builder runs each step under `set -e`, so a failing line still fails the step
+    instance_steps = [*(["\n".join(pre_install)] if pre_install else []), *([install] if install else [])]
     return Recipe(
         repo=task.repo,
         version=task.version,
-        distro=distro,
-        python=python,
+        distro=runtime.distro,
+        python=runtime.wanted,
+        runtime_python=runtime.python,
         env_steps=tuple(env_steps),
         env_vars=(
             ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -237,21 +171,107 @@ def recipe_for(
             ("PIP_UPLOADED_PRIOR_TO", PACKAGES_AS_OF),
         ),
         instance_steps=tuple(instance_steps),
+        install=install,
         test_cmd=spec["test_cmd"] if isinstance(spec["test_cmd"], str) else " ".join(spec["test_cmd"]),
         parser=parser_name(task.repo),
         eval_prelude=tuple(spec.get("eval_commands", ())),
-        notes=tuple(notes),
+        system_packages=tuple(system),
+        notes=tuple(dict.fromkeys(notes)),
+        origin=published.origin,
     )
 
 
-def _scm_version(version: str) -> str:
+def _dependency_steps(
+    task: Task,
+    spec: dict[str, Any],
+    source: FileReader | None,
+    published: PublishedSpecs,
+    runtime: Runtime,
+    notes: list[str],
+) -> list[str]:
+    packages = spec.get("packages") or ""
+    commit = task.environment_setup_commit or task.base_commit
+    if packages == "requirements.txt":
+        if source is None:
+            raise ConfigError(f"{task.repo} {task.version} needs its requirements file: pass a repo source")
+        paths = published.requirements_paths.get(task.repo, ("requirements.txt",))
+        requirements = read_requirements(source, task.repo, commit, paths, runtime.python)
+        notes.extend(requirements.notes)
+        return [
+            f"cat > /tmp/requirements.txt <<'PATCHFLEET_EOF'\n{requirements.text()}PATCHFLEET_EOF",
+            f"{PIP} -r /tmp/requirements.txt && rm /tmp/requirements.txt",
+        ]
+    if packages == "environment.yml":
+        if source is None:
+            raise ConfigError(f"{task.repo} {task.version} needs its environment.yml: pass a repo source")
+        paths = published.environment_yml_paths.get(task.repo, ("environment.yml",))
+        text = next((t for p in paths if (t := source.read_file(task.repo, commit, p)) is not None), None)
+        if text is None:
+            raise ConfigError(f"no environment.yml for {task.repo} at {commit} (tried {', '.join(paths)})")
+        wanted = environment_yml(text, f"{task.repo}@{commit}", runtime.python)
+        notes.extend(wanted.notes)
+        notes.append(f"environment.yml translated to pip, best effort ({len(wanted.lines)} packages)")
+        pins = "".join(f"{_lift(p, runtime, notes)}\n" for p in spec.get("pip_packages", ()))
+        # one by one and best effort: a package pip cannot install must not sink the environment,
+        # and the spec's pins (constraints here, installed last) always win
+        return [
+            f"cat > /tmp/constraints.txt <<'PATCHFLEET_EOF'\n{pins}PATCHFLEET_EOF",
+            *(
+                f"timeout 600 {PIP} -c /tmp/constraints.txt {shlex.quote(name)} "
+                f"|| echo 'patchfleet: skipped {name} (not installable with pip here)'"
+                for name in wanted.lines
+            ),
+        ]
+    if packages:
+        wanted = conda_packages(packages, runtime.python)
+        notes.extend(wanted.notes)
+        return [f"{PIP} " + " ".join(shlex.quote(p) for p in wanted.lines)] if wanted.lines else []
+    return []
+
+
+def _install_command(task: Task, spec: dict[str, Any], published: PublishedSpecs) -> str:
+    parts = (published.repo_install.get(task.repo, ""), spec.get("install", ""))
+    install = " && ".join(x for x in parts if x)
+    if not install:
+        return ""
+    if " -e " in f"{install} " and "--no-use-pep517" not in install:
+        install += " --config-settings editable_mode=compat"
+    # harmless for repositories that do not use setuptools-scm, needed by those that do
+    return f"SETUPTOOLS_SCM_PRETEND_VERSION={shlex.quote(scm_version(task.version))} {install}"
+
+
+def _split_pre_install(spec: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(apt packages for the env layer, repository steps for the instance layer, notes)."""
+    system: list[str] = []
+    steps: list[str] = []
+    notes: list[str] = []
+    for step in spec.get("pre_install", ()):
+        step = step.replace("&& &&", "&&")  # a typo in a published spec that no shell accepts
+        if not _SYSTEM_STEP.match(step):
+            steps.append(step)
+            continue
+        for match in _APT_INSTALL.finditer(step):
+            system.extend(a for a in match["args"].split() if not a.startswith("-"))
+        if "locale" in step:
+            system.extend(LOCALE_PACKAGES)
+            notes.append("locale setup replaced by Debian's locales-all")
+        if "upgrade" in step:
+            notes.append("apt-get upgrade dropped (layers must not depend on the day they were built)")
+    return system, steps, notes
+
+
+def _lift(requirement: str, runtime: Runtime, notes: list[str]) -> str:
+    lifted, note = lift_pin(requirement, runtime.python)
+    if note:
+        notes.append(note)
+    return lifted
+
+
+def scm_version(version: str) -> str:
+    """A PEP 440 version for setuptools-scm from a SWE-bench version string ("5.4" -> "5.4.0")."""
     return version if re.fullmatch(r"\d+\.\d+\.\d+", version) else f"{version}.0"
 
 
 def touched_test_files(repo: str, test_patch: str) -> list[str]:
-    """The test files a test patch touches, as the official harness selects them (evaluation only)."""
-    files = re.findall(r"diff --git a/.* b/(.*)", test_patch)
-    files = [f for f in files if not f.endswith(tuple(NON_TEST_EXTS))]
-    if repo == "django/django":
-        files = [f.removesuffix(".py").removeprefix("tests/").replace("/", ".") for f in files]
-    return files
+    """The harness's test directives for a test patch (evaluation only; see `evalscript`)."""
+    return get_test_directives(repo, test_patch)

@@ -38,6 +38,7 @@ class EvalSpec(BaseModel):
     fail_to_pass: tuple[str, ...] = Field(default=())
     pass_to_pass: tuple[str, ...] = Field(default=())
     gold_patch: str = ""
+    environment_setup_commit: str = ""  # also on Task: building the environment needs it, it hides nothing
 
 
 class Prediction(BaseModel):
