@@ -81,9 +81,12 @@ def conda_packages(packages: str, python: str) -> Requirements:
 def environment_yml(text: str, where: str, python: str) -> Requirements:
     """The dependencies of a conda environment.yml, its `pip:` section included, as pip requirements."""
     try:
-        dependencies = (yaml.safe_load(text) or {}).get("dependencies") or []
+        document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where} is not valid YAML: {exc}") from exc
+    dependencies = document.get("dependencies") if isinstance(document, dict) else None
+    if not isinstance(dependencies, list):
+        raise ConfigError(f"{where}: an environment.yml needs a `dependencies` list")
     wanted: list[str] = []
     skipped: list[str] = []
     for item in dependencies:

@@ -155,6 +155,9 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
         env_steps.append(f"{PIP} " + " ".join(shlex.quote(p) for p in pins))
 
     install = _install_command(task, spec, published)
+    test_cmd = spec.get("test_cmd")
+    if not test_cmd:
+        raise ConfigError(f"the spec of {task.repo} {task.version} has no test_cmd")
     # one step, so that later lines see earlier lines' shell variables (matplotlib's QHULL_*); the image
     # builder runs each step under `set -e`, so a failing line still fails the step
     instance_steps = [*(["\n".join(pre_install)] if pre_install else []), *([install] if install else [])]
@@ -172,7 +175,7 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
         ),
         instance_steps=tuple(instance_steps),
         install=install,
-        test_cmd=spec["test_cmd"] if isinstance(spec["test_cmd"], str) else " ".join(spec["test_cmd"]),
+        test_cmd=test_cmd if isinstance(test_cmd, str) else " ".join(test_cmd),
         parser=parser_name(task.repo),
         eval_prelude=tuple(spec.get("eval_commands", ())),
         system_packages=tuple(system),

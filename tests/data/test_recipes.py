@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from patchfleet.data.dependencies import conda_to_pip
+from patchfleet.data.dependencies import conda_to_pip, environment_yml
 from patchfleet.data.evalscript import eval_script, files_before, get_test_directives
+from patchfleet.data.grading import grade, resolution_status
 from patchfleet.data.loaders import load_tasks, read_ids
-from patchfleet.data.recipes import load_specs, recipe_for, runtime_of, touched_test_files
+from patchfleet.data.recipes import Recipe, load_specs, recipe_for, runtime_of, touched_test_files
 from patchfleet.data.runtimes import lift_pin, runtime_for
 from patchfleet.data.sources import LocalCheckout, MirrorFolder
-from patchfleet.data.task import Task
+from patchfleet.data.task import EvalSpec, Task
 from patchfleet.data.upstream import published_specs
 from patchfleet.errors import ConfigError
 
@@ -108,6 +111,10 @@ def test_conda_specs_translate_to_pip():
     assert conda_to_pip("conda-forge::matplotlib-base>=3.5") == "matplotlib>=3.5"
     assert conda_to_pip("dask-core=2022.8.1=pyhd8ed1ab_0") == "dask==2022.8.1"
     assert conda_to_pip("python=3.10") is None and conda_to_pip("hdf5") is None
+    with pytest.raises(ConfigError, match="dependencies"):
+        environment_yml("just text", "o/r@c", "3.9")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        environment_yml("a: [", "o/r@c", "3.9")
 
 
 def test_conda_environment_and_requirements_are_read_from_the_repository(tmp_path, run_git):
@@ -222,3 +229,63 @@ def test_dev_recipes_read_their_requirements_from_the_upstream_mirrors():
     assert all(any("/tmp/requirements.txt" in s for s in r.env_steps) for r in pylint)
     xarray = [r for (repo, _), r in recipes.items() if repo == "pydata/xarray"]
     assert all(sum("|| echo" in s for s in r.env_steps) > 20 for r in xarray)
+
+
+def test_every_step_and_eval_script_is_valid_bash():
+    for repo, versions in published_specs().specs.items():
+        for version in versions:
+            t = task(repo, version)
+            try:
+                recipe = recipe_for(t, _fake_files(t))
+            except ConfigError:  # Python versions no Debian image approximates (2.7, humaneval's)
+                continue
+            steps = [*recipe.env_steps, *recipe.instance_steps, *recipe.eval_prelude]
+            script = eval_script(recipe, test_patch=TEST_PATCH, base_commit="a" * 40)
+            # one bash per recipe; each step in a function of its own, as the builder runs it alone
+            text = "".join(f"step_{i}() {{\nset -e\n{step}\n}}\n" for i, step in enumerate(steps)) + script
+            checked = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True, check=False)
+            assert checked.returncode == 0, (repo, version, checked.stderr)
+
+
+def test_the_eval_script_log_grades_with_the_official_rules(tmp_path, run_git):
+    """Run a real eval script on a real repository (no Docker): the markers survive `set -x`."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (repo / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_old():\n    assert add(1, 1) == 2\n"
+    )
+    run_git(repo, "init", "-q", "-b", "main")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", "base")
+    base = run_git(repo, "rev-parse", "HEAD").strip()
+    test_patch = (
+        "diff --git a/test_calc.py b/test_calc.py\n--- a/test_calc.py\n+++ b/test_calc.py\n"
+        "@@ -3,3 +3,7 @@ from calc import add\n \n def test_old():\n     assert add(1, 1) == 2\n"
+        "+\n+\n+def test_new():\n+    assert add(2, 3) == 5\n"
+    )
+    recipe = Recipe(
+        repo="o/r",
+        version="1",
+        distro="bookworm",
+        python="3.11",
+        env_steps=(),
+        env_vars=(),
+        instance_steps=(),
+        test_cmd=f"{sys.executable} -m pytest -rA -p no:cacheprovider",
+        parser="parse_log_pytest",
+    )
+    script = tmp_path / "eval.sh"
+    script.write_text(eval_script(recipe, test_patch=test_patch, base_commit=base, workdir=str(repo)))
+    env = {**os.environ, "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    log = done.stdout + done.stderr
+    assert "+ : '>>>>> Start Test Output'" in log and ">>>>> Test Exit Code: 0" in log, log
+    spec = EvalSpec(
+        instance_id="o__r-1",
+        test_patch=test_patch,
+        fail_to_pass=("test_calc.py::test_new",),
+        pass_to_pass=("test_calc.py::test_old",),
+    )
+    assert resolution_status(grade(log, spec, repo="o/r")) == "RESOLVED_FULL"
+    assert "test_new" not in (repo / "test_calc.py").read_text()  # the tests are restored afterwards
