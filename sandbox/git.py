@@ -12,7 +12,7 @@ import shlex
 from patchfleet.errors import SandboxError
 from patchfleet.sandbox.base import PatchMethod, PatchResult, Sandbox
 
-SCRATCH = "/tmp/patchfleet"
+SCRATCH = "/tmp/patchfleet"  # per container; sandboxes that share a filesystem pass their own
 BASELINE_MARK = "# patchfleet: untracked at base"
 
 # Untracked files that exist at the start (e.g. egg-info written by `pip install -e .`) belong to the
@@ -68,14 +68,14 @@ def prepare_baseline(sandbox: Sandbox, workdir: str, base_commit: str | None) ->
     return result.output.strip().splitlines()[-1]
 
 
-def apply_patch(sandbox: Sandbox, workdir: str, patch: str | bytes) -> PatchResult:
+def apply_patch(sandbox: Sandbox, workdir: str, patch: str | bytes, scratch: str = SCRATCH) -> PatchResult:
     """Try each method of the chain in turn; report the first that applied, or every failure."""
     data = patch.encode("utf-8", "surrogateescape") if isinstance(patch, str) else patch
     if not data.strip():
         return PatchResult(applied=True, method=None, log="empty patch: nothing to apply")
     if not data.endswith(b"\n"):
         data += b"\n"  # a patch cut before its final newline is a common artefact of JSON round trips
-    patch_file = f"{SCRATCH}/apply.patch"
+    patch_file = f"{scratch}/apply.patch"
     sandbox.write_file(patch_file, data)
     log: list[str] = []
     for method, template in PATCH_COMMANDS.items():
@@ -86,17 +86,17 @@ def apply_patch(sandbox: Sandbox, workdir: str, patch: str | bytes) -> PatchResu
     return PatchResult(applied=False, method=None, log="\n".join(log))
 
 
-def diff(sandbox: Sandbox, workdir: str, base_commit: str) -> str:
+def diff(sandbox: Sandbox, workdir: str, base_commit: str, scratch: str = SCRATCH) -> str:
     """The patch from the base commit to the working tree, as `git apply` and the harness expect it.
 
     A throwaway index keeps the agent's own staging area untouched. Bytes that are not UTF-8 survive a
     round trip through `apply_patch` (surrogate escapes).
     """
-    script = _DIFF_SCRIPT.format(workdir=shlex.quote(workdir), scratch=SCRATCH, base=shlex.quote(base_commit))
+    script = _DIFF_SCRIPT.format(workdir=shlex.quote(workdir), scratch=scratch, base=shlex.quote(base_commit))
     result = sandbox.exec(script, timeout=300)
     if not result.ok:
         raise SandboxError(f"git diff failed in {workdir}: {result.output.strip()}")
-    return sandbox.read_file(f"{SCRATCH}/diff.patch").decode("utf-8", "surrogateescape")
+    return sandbox.read_file(f"{scratch}/diff.patch").decode("utf-8", "surrogateescape")
 
 
 def reset(sandbox: Sandbox, workdir: str, base_commit: str) -> None:

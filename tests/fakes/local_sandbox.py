@@ -17,14 +17,15 @@ from pathlib import Path, PurePosixPath
 from typing import Self
 
 from patchfleet.errors import SandboxError
+from patchfleet.sandbox import git as git_ops
 from patchfleet.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
     DEFAULT_TIMEOUT,
     ExecResult,
-    PatchMethod,
     PatchResult,
     SandboxSpec,
 )
+from patchfleet.sandbox.output import cap_bytes, join_capped
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "t",
@@ -32,16 +33,6 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@example.com",
 }
-
-
-def cap(data: bytes, limit: int) -> tuple[str, int]:
-    """Head and tail of `data` within `limit` bytes, and how many bytes were cut from the middle."""
-    if len(data) <= limit:
-        return data.decode("utf-8", "replace"), 0
-    half = max(limit // 2, 1)
-    dropped = len(data) - 2 * half
-    marker = f"\n[... {dropped} bytes of output omitted ...]\n"
-    return data[:half].decode("utf-8", "replace") + marker + data[-half:].decode("utf-8", "replace"), dropped
 
 
 # A one-bug repository: add() subtracts; its test fails until the bug is fixed.
@@ -60,32 +51,12 @@ class LocalSandbox:
         self._scratch = Path(tempfile.mkdtemp(prefix="patchfleet-local-sandbox-"))
         self.closed = False
         self.commands: list[str] = []  # every command run, for assertions
-        self.base = self._git("rev-parse", "--verify", f"{base_commit or 'HEAD'}^{{commit}}").strip()
-        self._exclude_untracked_at_start()
+        # the repository operations are the real backends' own, run through this fake's exec
+        self.base = git_ops.prepare_baseline(self, str(self.repo), base_commit)
+        if self.base is None:
+            raise SandboxError(f"{self.repo} is not a git repository")
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _git(self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> str:
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=self.repo,
-            env={**os.environ, **GIT_IDENTITY, **(env or {})},
-            input=stdin,
-            capture_output=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise SandboxError(f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
-        return proc.stdout.decode("utf-8", "surrogateescape")
-
-    def _exclude_untracked_at_start(self) -> None:
-        # Same rule as the real backends: files untracked at start belong to the environment.
-        untracked = self._git("ls-files", "-o", "--directory", "--exclude-standard").splitlines()
-        if untracked:
-            exclude = self.repo / self._git("rev-parse", "--git-path", "info/exclude").strip()
-            exclude.parent.mkdir(parents=True, exist_ok=True)
-            with exclude.open("a") as handle:
-                handle.writelines(f"/{path}\n" for path in untracked)
-
     def _check_open(self) -> None:
         if self.closed:
             raise SandboxError("sandbox is closed")
@@ -123,10 +94,10 @@ class LocalSandbox:
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-        output, dropped = cap(out, output_limit)
+        head, tail, dropped = cap_bytes(out, output_limit)
         return ExecResult(
             exit_code=-9 if timed_out else proc.returncode,
-            output=output,
+            output=join_capped(head, tail, dropped),
             duration=time.monotonic() - started,
             timed_out=timed_out,
             truncated_bytes=dropped,
@@ -145,32 +116,15 @@ class LocalSandbox:
 
     def apply_patch(self, patch: str | bytes) -> PatchResult:
         self._check_open()
-        data = patch.encode("utf-8", "surrogateescape") if isinstance(patch, str) else patch
-        try:
-            log = self._git("apply", "--verbose", "-", stdin=data)
-        except SandboxError as exc:
-            return PatchResult(applied=False, method=None, log=str(exc))
-        return PatchResult(applied=True, method=PatchMethod.GIT_APPLY, log=log)
+        return git_ops.apply_patch(self, str(self.repo), patch, scratch=str(self._scratch))
 
     def diff(self) -> str:
-        """`git add -A` into a throwaway index, then the binary diff of that index against the base."""
         self._check_open()
-        index = self._scratch / "diff.index"
-        real_index = self.repo / self._git("rev-parse", "--git-path", "index").strip()
-        if real_index.exists():
-            index.write_bytes(real_index.read_bytes())
-        else:
-            index.unlink(missing_ok=True)
-        env = {"GIT_INDEX_FILE": str(index)}
-        self._git("add", "-A", env=env)
-        return self._git(
-            "-c", "core.quotepath=off", "diff", "--cached", "--binary", "--no-color", "-M", self.base, env=env
-        )
+        return git_ops.diff(self, str(self.repo), self.base, scratch=str(self._scratch))
 
     def reset(self) -> None:
         self._check_open()
-        self._git("reset", "-q", "--hard", self.base)
-        self._git("clean", "-ffdq")
+        git_ops.reset(self, str(self.repo), self.base)
 
     def close(self) -> None:
         if self.closed:
