@@ -7,7 +7,14 @@ through our step loop, in a Docker sandbox started from the instance's image; th
 
     python benchmarks/replay_fidelity.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \
         --out bench-results/replay_fidelity.json [--limit 4] [--instance-ids ID ...] [--workers 2] \
-        [--work DIR] [--only-built] [--retry-errors]
+        [--work DIR] [--only-built] [--retry-errors] [--tree official|ours]
+
+The recordings ran in official SWE-bench images, whose working tree differs from ours in two ways that
+are not the agent's doing: the environment's set-up edits (sphinx pins setup.py and adds -rA to tox.ini)
+are uncommitted there, and untracked install outputs (requests' build/) are not excluded from the
+agent's `git add -A`. With `--tree official` (the default) each replay starts from our image turned
+into that layout (`as_official_tree`), so the recorded patch is comparable as it is; `--tree ours`
+replays in our layout, where patches leave those files out.
 
 Resumable: one result JSON per instance in --work (skipped when present; with --retry-errors, results
 that ended in an error are redone). An instance that fails is recorded with its error; it never stops
@@ -37,9 +44,9 @@ from patchfleet.data.recipes import recipe_for
 from patchfleet.data.sources import MirrorFolder
 from patchfleet.data.task import EvalSpec, Prediction, Task
 from patchfleet.runs.evaluation import Evaluator, image_spec
-from patchfleet.sandbox.base import Network, Sandbox, SandboxSpec
+from patchfleet.sandbox.base import REPO_DIR, Network, Sandbox, SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
-from patchfleet.sandbox.git import BASELINE_MARK
+from patchfleet.sandbox.git import BASELINE_MARK, forget_baseline
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.trust import HostTrust
 
@@ -160,6 +167,21 @@ def _excerpt(old: str, new: str, path: str, lines: int = 24) -> str:
     return "\n".join(out[:lines] + ([f"... ({len(out) - lines} more lines)"] if len(out) > lines else []))
 
 
+def as_official_tree(sandbox: Sandbox) -> None:
+    """Give a started sandbox the working tree of an official SWE-bench image: the set-up commit undone
+    into uncommitted edits, untracked files no longer excluded, and diff() taken against the upstream
+    base (the root commit). Only for comparing with recordings made there; agents run in our layout."""
+    result = sandbox.exec(
+        "root=$(git rev-list --max-parents=0 HEAD) && git reset -q --soft $root && git reset -q "
+        "&& echo $root",
+        timeout=120,
+    )
+    if not result.ok:
+        raise RuntimeError(f"cannot undo the set-up commit: {result.output.strip()}")
+    forget_baseline(sandbox, REPO_DIR)
+    sandbox.base_commit = result.output.split()[-1]  # type: ignore[attr-defined]
+
+
 # -- one instance -------------------------------------------------------------------------------------
 def agent_config(recording: dict[str, Any]) -> AgentConfig:
     """Our loop configured as the recording ran: its command timeout and environment variables, no
@@ -191,6 +213,7 @@ def replay_one(
     source: MirrorFolder,
     evaluator: Evaluator,
     work: Path,
+    official_tree: bool = True,
 ) -> dict[str, Any]:
     recording = json.loads(trajectory.read_text())
     recorded_patch = recording["info"]["submission"]
@@ -210,16 +233,19 @@ def replay_one(
     )
     started = time.monotonic()
     with backend.start(sandbox_spec) as sandbox:
-        agent = Agent(config, model, sandbox, trajectory_path=work / "trajectories" / f"{task.id}.traj.json")
-        result = agent.run(task)  # the prompt does not matter: the replies are the recorded ones
         leftovers = untracked_at_start(sandbox)
         setup_edits = setup_edited(sandbox)
+        if official_tree:
+            as_official_tree(sandbox)
+        agent = Agent(config, model, sandbox, trajectory_path=work / "trajectories" / f"{task.id}.traj.json")
+        result = agent.run(task)  # the prompt does not matter: the replies are the recorded ones
     timings["replay_s"] = time.monotonic() - started
     patch = result.submission
     # what the default `patch_exclude` would have dropped, for the record (the replay keeps all)
     _, would_drop = exclude_new_files(patch, AgentConfig.load().patch_exclude)
     record: dict[str, Any] = {
         "instance_id": task.id,
+        "tree": "official" if official_tree else "ours",
         "exit_status": result.exit_status,
         "error": result.error.to_json() if result.error else None,
         "steps_recorded": len([m for m in recording["messages"] if m.get("role") == "assistant"]),
@@ -323,6 +349,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only-built", action="store_true", help="skip instances whose image is missing")
     parser.add_argument("--retry-errors", action="store_true", help="redo instances that ended in an error")
+    parser.add_argument(
+        "--tree", choices=("official", "ours"), default="official", help="working-tree layout to replay in"
+    )
     args = parser.parse_args()
 
     ids = args.instance_ids or read_ids(args.data / "splits" / "dev_ids.txt")
@@ -348,7 +377,8 @@ def main() -> None:
         path = result_path(args.work, task.id)
         if path.is_file():
             record = json.loads(path.read_text())
-            if not (args.retry_errors and (failed(record) or record.get("eval_error"))):
+            other_tree = record.get("tree", "ours") != args.tree and not failed(record)
+            if not other_tree and not (args.retry_errors and (failed(record) or record.get("eval_error"))):
                 records[task.id] = record
                 continue
         todo.append(task)
@@ -367,6 +397,7 @@ def main() -> None:
                 backend=backend,
                 source=source,
                 evaluator=evaluator,
+                official_tree=args.tree == "official",
             ): task
             for task in todo
         }
@@ -388,6 +419,7 @@ def main() -> None:
             "lines normalised), and our evaluation of the replayed patch vs the official resolved flag"
         ),
         "workers": args.workers,
+        "tree": args.tree,
         "seconds_this_session": round(elapsed, 1),
         "summary": summary,
         "differing_patches": [
