@@ -6,13 +6,14 @@ atomically after every step, in a `finally`, so a killed process leaves a valid 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, Template
 
 from patchfleet import __version__
 from patchfleet.agent.actions import (
@@ -59,6 +60,15 @@ class ErrorInfo:
         return {"class": self.cls, "kind": self.kind, "message": self.message}
 
 
+_JINJA = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> Template:
+    """Templates compile once per process, not once per message (a compile costs about a millisecond)."""
+    return _JINJA.from_string(template)
+
+
 @dataclass
 class AgentResult:
     exit_status: str  # Submitted, LimitsExceeded, or the class name of the error that ended the run
@@ -97,7 +107,7 @@ class Agent:
         self.instance_id = ""
         self.extra_info = dict(info or {})
         self.result = AgentResult(exit_status=RUNNING, trajectory_path=self.trajectory_path)
-        self._jinja = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self._config_json = config.model_dump(mode="json")  # written at every step; the config is fixed
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC).isoformat()
 
@@ -117,7 +127,7 @@ class Agent:
                     self.format_errors += 1
                     self._add_format_error(exc)
                 finally:
-                    self.save()
+                    self.save(final=False)
         except Submitted:
             try:
                 self._submit()
@@ -216,7 +226,7 @@ class Agent:
         }
 
     def _render(self, template: str, **variables: Any) -> str:
-        return self._jinja.from_string(template).render(**variables)
+        return _compiled(template).render(**variables)
 
     def _add(self, role: str, content: str, **fields: Any) -> dict[str, Any]:
         message = {"role": role, "content": content, **fields}
@@ -295,7 +305,7 @@ class Agent:
             "error": result.error.to_json() if result.error else None,
             "excluded_from_patch": result.excluded_from_patch,
             "patchfleet_version": __version__,
-            "config": {"agent": self.config.model_dump(mode="json")},
+            "config": {"agent": self._config_json},
             **self.extra_info,
         }
         return {
@@ -305,8 +315,9 @@ class Agent:
             "info": info,
         }
 
-    def save(self) -> None:
+    def save(self, final: bool = True) -> None:
+        """Replace the trajectory file; steps are atomic only, the final save is also durable."""
         self.result.steps = len(self.steps)
         self.result.cost = self.model.stats.cost
         if self.trajectory_path is not None:
-            write_json_atomic(self.trajectory_path, self.document())
+            write_json_atomic(self.trajectory_path, self.document(), durable=final)
