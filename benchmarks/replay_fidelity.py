@@ -298,7 +298,27 @@ def failed(record: dict[str, Any]) -> bool:
 
 
 # -- the batch ----------------------------------------------------------------------------------------
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+def gold_failures(report: Path | None) -> list[str] | None:
+    """Instances whose gold patch does not resolve in our environments, from an eval_fidelity report:
+    there no patch can resolve, whatever the replay did (e.g. tests that need the internet)."""
+    if report is None:
+        return None
+    rows = json.loads(report.read_text()).get("gold_not_resolved", [])
+    return sorted(row["instance_id"] if isinstance(row, dict) else row for row in rows)
+
+
+def summarise(records: list[dict[str, Any]], gold_failed: list[str] | None = None) -> dict[str, Any]:
+    summary = _summary(records)
+    if gold_failed is not None:
+        kept = [r for r in records if r["instance_id"] not in set(gold_failed)]
+        summary["where_gold_resolves"] = {
+            "excluded_gold_fails_here": sorted(set(gold_failed) & {r["instance_id"] for r in records}),
+            **{k: v for k, v in _summary(kept).items() if k.startswith("resolved") or k == "replayed"},
+        }
+    return summary
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in records if not failed(r)]
     n = len(done)
     same = sum(r["patch"]["same"] for r in done)
@@ -349,6 +369,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only-built", action="store_true", help="skip instances whose image is missing")
     parser.add_argument("--retry-errors", action="store_true", help="redo instances that ended in an error")
+    parser.add_argument(
+        "--gold-report",
+        type=Path,
+        default=None,
+        help="an eval_fidelity JSON: also compare resolved rates where the gold patch resolves here",
+    )
     parser.add_argument(
         "--tree", choices=("official", "ours"), default="official", help="working-tree layout to replay in"
     )
@@ -408,7 +434,7 @@ def main() -> None:
     elapsed = time.monotonic() - started
 
     ordered = [records[t.id] for t in tasks if t.id in records]
-    summary = summarise(ordered)
+    summary = summarise(ordered, gold_failures(args.gold_report))
     report = {
         "benchmark": "replay_fidelity",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -467,6 +493,12 @@ def _print_table(records: list[dict[str, Any]], summary: dict[str, Any]) -> None
         print(
             f"resolved: ours {summary['resolved_ours']}/{n}, official {summary['resolved_official']}/{n} "
             f"(gap {summary['resolved_rate_gap_points']:+.1f} points, target within 3)"
+        )
+    if "where_gold_resolves" in summary:
+        sub = summary["where_gold_resolves"]
+        print(
+            f"where the gold patch resolves here ({sub['replayed']}): ours {sub['resolved_ours']}, "
+            f"official {sub['resolved_official']} (gap {sub['resolved_rate_gap_points']:+.1f} points)"
         )
     if summary["failed"]:
         print(f"failed: {', '.join(summary['failed'])}")
