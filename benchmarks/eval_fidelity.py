@@ -2,11 +2,14 @@
 `candidates_dev.jsonl`, evaluated in our environments, against the official `resolved` flags.
 
     python benchmarks/eval_fidelity.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \
-        --out bench-results/eval_fidelity.json [--limit 10] [--workers 2] [--no-candidates]
+        --out bench-results/eval_fidelity.json [--limit 10] [--workers 2] [--no-candidates] \
+        [--verdicts benchmarks/results/eval_verdicts.jsonl.gz]
     python benchmarks/eval_fidelity.py ... --throughput 6 --out bench-results/eval_throughput.json
 
 Verdicts are cached in --work (see `runs.evaluation.verdict_key`): a killed run resumes, and the
-identical patches several submissions share are evaluated once. `--throughput K` instead evaluates the
+identical patches several submissions share are evaluated once; `--verdicts FILE` carries that cache
+to the next machine (committed in benchmarks/results/, it lets the next session continue the run).
+`--throughput K` instead evaluates the
 gold patches of K instances whose images exist, with 1 then 2 workers, in fresh folders (no cache).
 """
 
@@ -121,6 +124,13 @@ def main() -> None:
         "--throughput", type=int, default=0, help="only measure 1 vs 2 workers on K instances"
     )
     parser.add_argument("--work", type=Path, default=Path("out/eval_fidelity"))
+    parser.add_argument(
+        "--verdicts",
+        type=Path,
+        default=None,
+        help="a verdict export (.jsonl[.gz]): merged into --work's cache first, rewritten after each "
+        "instance, so a run longer than one machine's session continues on the next",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -145,6 +155,8 @@ def main() -> None:
         args.work,
         log=print,
     )
+    if args.verdicts and args.verdicts.is_file():
+        print(f"merged {evaluator.verdicts.merge(args.verdicts)} verdicts from {args.verdicts}")
     started = time.monotonic()
     gold, _ = load_predictions("gold", gold_from=loaded)
     gold_summary = run_evaluation(
@@ -188,6 +200,8 @@ def main() -> None:
                 for (submission, _, official), future in zip(jobs, futures, strict=True)
             ]
             write_report(done)
+            if args.verdicts:
+                evaluator.verdicts.export(args.verdicts)
     report = write_report(done)
     print(json.dumps({k: v for k, v in report.items() if k != "candidate_disagreements"}, indent=1))
 

@@ -30,6 +30,7 @@ from patchfleet.data.recipes import Recipe, recipe_for
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import EvalSpec, Prediction, Task
 from patchfleet.errors import PatchApplyError, PatchfleetError
+from patchfleet.runs.verdicts import VerdictCache
 from patchfleet.sandbox.base import REPO_DIR, Network, Sandbox, SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.git import forget_baseline
@@ -38,7 +39,6 @@ from patchfleet.sandbox.images import BaseLayer, EnvLayer, ImageBuilder, ImageSp
 TEST_TIMEOUT = 1800.0
 EVAL_SCRIPT = "/eval.sh"
 LOG_LIMIT = 32 * 2**20
-CACHE_DIR = "verdicts"  # under the output folder: one JSON per (instance, verdict_key)
 KEY_FORMAT = 1  # bump when evaluation changes in a way the key does not see
 PATCH_FILE = "/tmp/patch.diff"  # where the harness puts it, outside the repository that `git clean` sweeps
 RESET_TREE = "git checkout -- . ; git clean -fd"
@@ -101,6 +101,7 @@ class Evaluator:
         self.log = log or (lambda line: None)
         # a recipe may read files from the repository source; every patch of a task shares it
         self._recipe_of: dict[str, Recipe] = {}
+        self.verdicts = VerdictCache(out_dir, chain=HARNESS_CHAIN, stable_methods=STABLE_METHODS)
 
     def evaluate(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome:
         outcome = Outcome(task.id)
@@ -113,14 +114,14 @@ class Evaluator:
             key = verdict_key(
                 recipe, spec, prediction.model_patch, image=image.tags()[-1], reinstall=self.reinstall
             )
-            cached = self._cached(task.id, key)
+            cached = self.verdicts.get(task.id, key)
             if cached is not None:
                 outcome.report, outcome.timings = cached, {"cached": 1.0}
             else:
                 outcome.report, method = self._run(
                     task, spec, prediction, recipe, image, folder, outcome.timings
                 )
-                self._remember(task.id, key, outcome.report, folder, method)
+                self.verdicts.put(task.id, key, outcome.report, method, folder)
         except PatchfleetError as exc:
             outcome.error = f"{type(exc).__name__}: {exc}"
             log = getattr(exc, "log", "")
@@ -134,26 +135,6 @@ class Evaluator:
         if task.id not in self._recipe_of:
             self._recipe_of[task.id] = self.recipes(task)
         return self._recipe_of[task.id]
-
-    def _cached(self, instance_id: str, key: str) -> dict[str, Any] | None:
-        path = self.out_dir / CACHE_DIR / instance_id / f"{key}.json"
-        try:
-            entry = json.loads(path.read_text())
-            report = entry["report"]
-        except (OSError, ValueError, KeyError):
-            return None  # absent or torn by a kill: evaluate again
-        # the chain matters only when plain `git apply` fails, and that first step never changes
-        if entry.get("chain") != HARNESS_CHAIN and entry.get("method") not in STABLE_METHODS:
-            return None
-        return report
-
-    def _remember(
-        self, instance_id: str, key: str, report: dict[str, Any], folder: Path, method: str
-    ) -> None:
-        path = self.out_dir / CACHE_DIR / instance_id / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"report": report, "logs": str(folder), "method": method, "chain": HARNESS_CHAIN}
-        _write_json(path, entry)
 
     def _run(
         self,
