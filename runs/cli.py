@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from patchfleet.errors import PatchfleetError
+from patchfleet.errors import ConfigError, PatchfleetError
 
 app = typer.Typer(
     help="Resolve software issues with many sandboxed trajectories and a hybrid selector.",
@@ -31,6 +31,18 @@ def _fail(exc: PatchfleetError) -> typer.Exit:
     if log:
         console.print(log[-3000:], markup=False, highlight=False)
     return typer.Exit(code=2)
+
+
+def _log(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
+
+
+def _repo_source(mirrors: Path | None, layout: str, local: Path | None):
+    from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder
+
+    if local:
+        return LocalCheckout(path=local)
+    return MirrorFolder(root=mirrors, layout=layout) if mirrors else CloneUrl()
 
 
 def _backend(docker_host: str | None):
@@ -103,16 +115,9 @@ def images_build(
     docker_host: DockerHost = None,
 ) -> None:
     """Build (or find) the base image, and optionally an instance layer of a repository at a commit."""
-    from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder
     from patchfleet.sandbox.images import BaseLayer, ImageBuilder, ImageSpec, InstanceLayer
 
-    source = (
-        LocalCheckout(path=local)
-        if local
-        else MirrorFolder(root=mirrors, layout=layout)
-        if mirrors
-        else CloneUrl()
-    )
+    source = _repo_source(mirrors, layout, local)
     instance = None
     if repo and commit is None:
         if local is None:
@@ -132,7 +137,7 @@ def images_build(
             _backend(docker_host),
             repo_source=source,
             allow_pull=pull,
-            log=lambda line: console.print(line, markup=False, highlight=False),
+            log=_log,
         )
         tag = builder.ensure(spec)
     except PatchfleetError as exc:
@@ -238,6 +243,109 @@ def evaluate(
         f"resolved {summary['resolved_instances']} / {summary['submitted_instances']} submitted "
         f"({summary['unresolved_instances']} unresolved, {summary['error_instances']} errors); "
         f"summary in {out / (run_id + '.summary.json')}"
+    )
+
+
+@app.command()
+def trajectories(
+    dataset: Annotated[
+        str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
+    ],
+    instance_ids: Annotated[list[str], typer.Option("--instance-ids", help="tasks to run (repeatable)")],
+    n: Annotated[int, typer.Option(min=1, help="trajectories per task")] = 4,
+    config: Annotated[Path | None, typer.Option(help="agent config YAML")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="dotted override, e.g. limits.step_limit=50")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
+    api_base: Annotated[str | None, typer.Option(help="the model's endpoint")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="environment variable that holds the API key")
+    ] = None,
+    temperatures: Annotated[
+        str | None, typer.Option(help="comma-separated, cycled over the trajectories")
+    ] = None,
+    max_llm_calls: Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")] = None,
+    max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live sandboxes at once")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="tasks at once")] = 1,
+    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
+    layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
+    local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
+    recipes: Annotated[
+        Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="trajectory files and outcomes go here")] = Path(
+        "out/trajectories"
+    ),
+    pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
+    docker_host: DockerHost = None,
+) -> None:
+    """Run N trajectories per task in parallel, each in its own sandbox; write them and their outcomes."""
+    import threading
+
+    from patchfleet.data.loaders import load_tasks
+    from patchfleet.data.recipes import load_specs, recipe_for
+    from patchfleet.runs import trajectories as runner
+    from patchfleet.sandbox.images import ImageBuilder
+
+    try:
+        if mirrors and local:
+            raise ConfigError("give --mirrors or --local, not both")
+        agent = runner.load_agent_config(
+            config, set_ or [], model=model, api_base=api_base, api_key_env=api_key_env
+        )
+        parallel = runner.parallel_config(n, temperatures)
+        loaded = load_tasks(dataset, instance_ids=instance_ids)
+        for error in loaded.errors:
+            console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+        if loaded.missing_ids:
+            raise ConfigError(
+                f"unknown or invalid instance id(s) in {dataset}: {', '.join(loaded.missing_ids)}"
+            )
+        runner.check_models(agent, parallel)
+        source = _repo_source(mirrors, layout, local)
+        specs = load_specs(recipes)
+        backend = _backend(docker_host)
+        documents = runner.run_tasks(
+            loaded.tasks,
+            agent,
+            parallel,
+            backend=backend,
+            builder=ImageBuilder(backend, repo_source=source, allow_pull=pull, log=_log),
+            recipe=lambda task: recipe_for(task, source, specs),
+            out_dir=out,
+            workers=workers,
+            llm_limiter=threading.BoundedSemaphore(max_llm_calls) if max_llm_calls else None,
+            sandbox_limiter=threading.BoundedSemaphore(max_sandboxes) if max_sandboxes else None,
+        )
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    _print_outcomes(documents, out)
+
+
+def _print_outcomes(documents: list[dict], out: Path) -> None:
+    table = Table("task", "#", "status", "steps", "cost", "temp", "patch", "error")
+    rows = [(doc["instance_id"], r) for doc in documents for r in doc["trajectories"]]
+    for task_id, r in rows:
+        lines = r["patch"].splitlines()
+        added = sum(line.startswith("+") and not line.startswith("+++") for line in lines)
+        removed = sum(line.startswith("-") and not line.startswith("---") for line in lines)
+        colour = "green" if r["exit_status"] == "Submitted" else "yellow" if not r["error"] else "red"
+        table.add_row(
+            task_id,
+            str(r["index"]),
+            f"[{colour}]{r['exit_status']}[/]",
+            str(r["steps"]),
+            f"${r['cost']:.4f}",
+            "" if r["temperature"] is None else f"{r['temperature']:g}",
+            f"+{added} -{removed}" if lines else "",
+            (r["error"] or {}).get("message", "")[:80],
+        )
+    console.print(table)
+    submitted = sum(r["exit_status"] == "Submitted" for _, r in rows)
+    console.print(
+        f"{submitted} / {len(rows)} trajectories submitted over {len(documents)} task(s); "
+        f"outcomes in {out}/<instance>/outcomes.json"
     )
 
 

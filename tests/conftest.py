@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# tests/ has no __init__.py (importlib mode): make `fakes` importable for every test package.
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from fakes.openai_server import FakeOpenAIServer  # noqa: E402
 
 
 def git(repo: Path, *args: str) -> str:
@@ -23,6 +31,13 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
     ).stdout
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """An OpenAI-compatible server on 127.0.0.1 for the real litellm client (script it per test)."""
+    with FakeOpenAIServer() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

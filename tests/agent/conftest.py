@@ -1,29 +1,18 @@
-"""Fixtures for the agent tests: the fake OpenAI server, a buggy git repository, a host sandbox."""
+"""Fixtures for the agent tests: a model config for the fake server, a buggy repository, a host sandbox."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.local_sandbox import CALC_BUG, LocalSandbox, make_repo
+from fakes.openai_server import FakeOpenAIServer
 
-# tests/ has no __init__.py (importlib mode): make `fakes` importable for these tests.
-TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+from patchfleet.agent.config import AgentConfig, LitellmModelConfig, RetryConfig
+from patchfleet.agent.pricing import PricingConfig
 
-from fakes.local_sandbox import CALC_BUG, LocalSandbox, make_repo  # noqa: E402
-from fakes.openai_server import FakeOpenAIServer  # noqa: E402
-
-from patchfleet.agent.config import AgentConfig, LitellmModelConfig, RetryConfig  # noqa: E402
-from patchfleet.agent.pricing import PricingConfig  # noqa: E402
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
+# `server` (the fake OpenAI server) and the `fakes` import path come from tests/conftest.py.
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""`patchfleet trajectories`: N parallel trajectories per task, each in its own Docker sandbox, and an
+outcomes file per task. Wiring only: images, sandboxes and the agent do the work.
+
+A task whose image cannot be made fails its own trajectories (each row says why) and never the others;
+a failed trajectory is an outcome, never an exception (see `agent.parallel`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from patchfleet.agent import (
+    AgentConfig,
+    ErrorInfo,
+    LitellmModelConfig,
+    ParallelConfig,
+    TrajectoryOutcome,
+    plan,
+    run_parallel,
+)
+from patchfleet.agent.model import Limiter
+from patchfleet.agent.parallel import trajectory_path
+from patchfleet.agent.pricing import Pricer
+from patchfleet.agent.trajectory import write_json_atomic
+from patchfleet.data.recipes import Recipe
+from patchfleet.data.task import Task
+from patchfleet.errors import ConfigError
+from patchfleet.runs.evaluation import image_spec
+from patchfleet.sandbox.base import SandboxSpec
+from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.sandbox.images import ImageBuilder
+
+OUTCOMES_FILE = "outcomes.json"
+
+
+def load_agent_config(
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    model: str | None = None,
+    api_base: str | None = None,
+    api_key_env: str | None = None,
+) -> AgentConfig:
+    """The agent config; `model`/`api_base` are shorthands for `model.type=litellm`, `model.model=...`,
+    `model.api_base=...`, applied before `overrides` so that `--set model.pricing.mode=...` refines them."""
+    shorthands = []
+    if model:  # JSON-quoted: a YAML-parsed override would read some model names as numbers or booleans
+        shorthands += ["model.type=litellm", f"model.model={json.dumps(model)}"]
+    if api_base:
+        shorthands.append(f"model.api_base={json.dumps(api_base)}")
+    config = AgentConfig.load(path, overrides=[*shorthands, *overrides])
+    if api_key_env:
+        if not isinstance(config.model, LitellmModelConfig):
+            raise ConfigError("--api-key-env needs a litellm model (--model or model.type=litellm)")
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ConfigError(f"--api-key-env: the environment variable {api_key_env} is not set")
+        config = config.model_copy(
+            update={"model": config.model.model_copy(update={"api_key": SecretStr(key)})}
+        )
+    return config
+
+
+def parallel_config(n: int, temperatures: str | None) -> ParallelConfig:
+    try:
+        values = [float(t) for t in temperatures.split(",") if t.strip()] if temperatures else []
+        return ParallelConfig(n=n, temperatures=values)
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"--temperatures {temperatures!r}: {exc}") from exc
+
+
+def check_models(agent: AgentConfig, parallel: ParallelConfig) -> None:
+    """Fail before any image is built when no trajectory could run: no model, or one without a price
+    (a run whose costs read as zero would bypass its budgets; see agent/pricing.py)."""
+    if agent.model is None and not parallel.models:
+        raise ConfigError("no model configured: pass --model (and --api-base), or set `model` in --config")
+    for spec in plan(agent, parallel):
+        if isinstance(spec.model, LitellmModelConfig):
+            Pricer(spec.model.model, spec.model.pricing).check()
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    agent: AgentConfig,
+    parallel: ParallelConfig,
+    *,
+    backend: DockerBackend,
+    builder: ImageBuilder,
+    recipe: Callable[[Task], Recipe],
+    out_dir: Path,
+    workers: int = 1,
+    llm_limiter: Limiter | None = None,
+    sandbox_limiter: Limiter | None = None,
+) -> list[dict[str, Any]]:
+    """Every task's outcomes document, in task order; `workers` tasks at once share the limiters."""
+
+    def one(task: Task) -> dict[str, Any]:
+        return run_task(
+            task,
+            agent,
+            parallel,
+            backend=backend,
+            builder=builder,
+            recipe=recipe,
+            out_dir=out_dir,
+            llm_limiter=llm_limiter,
+            sandbox_limiter=sandbox_limiter,
+        )
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task") as pool:
+        return list(pool.map(one, tasks))
+
+
+def run_task(
+    task: Task,
+    agent: AgentConfig,
+    parallel: ParallelConfig,
+    *,
+    backend: DockerBackend,
+    builder: ImageBuilder,
+    recipe: Callable[[Task], Recipe],
+    out_dir: Path,
+    llm_limiter: Limiter | None = None,
+    sandbox_limiter: Limiter | None = None,
+) -> dict[str, Any]:
+    """One task: its image, its N trajectories, then `<out>/<id>/outcomes.json`."""
+    image = ""
+    try:
+        image = builder.ensure(image_spec(task, recipe(task)))
+
+        def sandbox(index: int):
+            labels = {"role": "agent", "task": task.id, "trajectory": str(index)}
+            return backend.start(SandboxSpec(image=image, labels=labels))
+
+        outcomes = run_parallel(
+            task,
+            agent,
+            parallel,
+            sandbox_factory=sandbox,
+            out_dir=out_dir,
+            llm_limiter=llm_limiter,
+            sandbox_limiter=sandbox_limiter,
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded in every row of this task; other tasks go on
+        outcomes = failed(task, agent, parallel, out_dir, ErrorInfo.of(exc))
+    document = {"instance_id": task.id, "image": image, "trajectories": [row(o) for o in outcomes]}
+    write_json_atomic(out_dir / task.id / OUTCOMES_FILE, document)
+    return document
+
+
+def failed(
+    task: Task, agent: AgentConfig, parallel: ParallelConfig, out_dir: Path, error: ErrorInfo
+) -> list[TrajectoryOutcome]:
+    """The outcomes of trajectories that never started (e.g. the image failed to build)."""
+    return [
+        TrajectoryOutcome(
+            spec.index,
+            trajectory_path(out_dir, task.id, spec.index),
+            error.cls,
+            model=getattr(spec.model, "model", spec.model.type),
+            variant=spec.variant,
+            temperature=spec.temperature,
+            error=error,
+        )
+        for spec in plan(agent, parallel)
+    ]
+
+
+def row(outcome: TrajectoryOutcome) -> dict[str, Any]:
+    return {
+        "index": outcome.index,
+        "exit_status": outcome.exit_status,
+        "steps": outcome.steps,
+        "cost": outcome.cost,
+        "model": outcome.model,
+        "temperature": outcome.temperature,
+        "variant": outcome.variant,
+        "error": outcome.error.to_json() if outcome.error else None,
+        "trajectory": str(outcome.path) if outcome.path.exists() else None,
+        "patch": outcome.submission,
+    }
