@@ -77,7 +77,7 @@ def forget_baseline(sandbox: Sandbox, workdir: str) -> None:
     """
     script = (
         f'cd {shlex.quote(workdir)} && exclude="$(git rev-parse --git-path info/exclude)" && '
-        f"if [ -f \"$exclude\" ]; then awk -v m={shlex.quote(BASELINE_MARK)} "
+        f'if [ -f "$exclude" ]; then awk -v m={shlex.quote(BASELINE_MARK)} '
         """'$0 == m { exit } { print }' "$exclude" > "$exclude.tmp" && mv "$exclude.tmp" "$exclude"; fi"""
     )
     result = sandbox.exec(script, timeout=60)
