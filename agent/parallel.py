@@ -8,6 +8,7 @@ calls, one on live sandboxes. A trajectory that fails is recorded with its error
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -49,6 +50,10 @@ class ParallelConfig(BaseModel):
     temperatures: list[float] = Field(default_factory=list)  # litellm models only
     models: list[ModelConfig] = Field(default_factory=list)  # default: the agent config's model
     prompt_variants: list[PromptVariant] = Field(default_factory=list)
+    # Trajectory i starts i/n of this many seconds late. N trajectories started together with similar step
+    # times stay in lockstep: every reply arrives at once and their work queues for the CPUs (and the
+    # provider's rate limit) in one burst each step. About one model latency spreads them out.
+    start_spread_s: float = Field(0.0, ge=0.0)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ def run_parallel(
     specs = plan(agent, parallel)
 
     def one(spec: TrajectorySpec) -> TrajectoryOutcome:
+        if parallel.start_spread_s:
+            time.sleep(parallel.start_spread_s * spec.index / parallel.n)
         return _run_one(task, spec, sandbox_factory, out_dir, llm_limiter, sandbox_limiter, model_factory)
 
     workers = parallel.max_workers or parallel.n

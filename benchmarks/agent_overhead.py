@@ -211,6 +211,7 @@ def parallel(
     mix: str,
     steps: int,
     latency: float,
+    start_spread: float = 0.0,
 ) -> dict[str, Any]:
     """N trajectories through `run_parallel`, each in its own container (started beforehand, so that
     the makespan measures the agents, not `docker run`)."""
@@ -223,7 +224,7 @@ def parallel(
     outcomes = run_parallel(
         TASK,
         config,
-        ParallelConfig(n=n, models=[model_config(server)]),
+        ParallelConfig(n=n, models=[model_config(server)], start_spread_s=start_spread),
         sandbox_factory=lambda i: nullcontext(sandboxes[i]),
         out_dir=tmp / f"parallel-{mix}",
     )
@@ -231,7 +232,7 @@ def parallel(
     cpu = time.process_time() - cpu_started
     busy, total = cpu_ticks()
     total_steps = sum(o.steps for o in outcomes)
-    ideal_s = steps * latency  # every trajectory only ever waiting on its model
+    ideal_s = steps * latency  # only ever waiting on the model; a spread start counts against us
     infos = [read_trajectory(o.path)["info"] for o in outcomes]
     llm_per_step = [s["llm_time"] for info in infos for s in info.get("steps", [])]
     exec_per_step = [s["exec_time"] for info in infos for s in info.get("steps", [])]
@@ -245,6 +246,7 @@ def parallel(
     first_calls = sorted(server.arrivals()[first_request:])[:n]
     return {
         "mix": mix,
+        "start_spread_s": start_spread,
         "trajectories": n,
         "submitted": sum(o.submitted and "+    return a + b" in o.submission for o in outcomes),
         "errors": sorted({o.error.cls for o in outcomes if o.error}),
@@ -298,6 +300,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="model calls per trajectory (>= 2)")
     parser.add_argument("--concurrency", type=int, default=32, help="trajectories at once")
     parser.add_argument("--repeats", type=int, default=3, help="single-trajectory runs")
+    parser.add_argument(
+        "--start-spread",
+        type=float,
+        default=0.0,
+        help="ParallelConfig.start_spread_s: spread the N starts over this many seconds (0: all at once)",
+    )
     args = parser.parse_args()
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the fix and the submission)")
@@ -319,10 +327,14 @@ def main() -> None:
         runs = [single(server, backend, image, tmp, i, args.latency) for i in range(args.repeats)]
         sandboxes, start_s = start_sandboxes(backend, image, args.concurrency)
         try:
-            many["light"] = parallel(light_server, sandboxes, tmp, "light", args.steps, args.latency)
+            many["light"] = parallel(
+                light_server, sandboxes, tmp, "light", args.steps, args.latency, args.start_spread
+            )
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda box: box.reset(), sandboxes))
-            many["realistic"] = parallel(server, sandboxes, tmp, "realistic", args.steps, args.latency)
+            many["realistic"] = parallel(
+                server, sandboxes, tmp, "realistic", args.steps, args.latency, args.start_spread
+            )
         finally:
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda box: box.close(), sandboxes))

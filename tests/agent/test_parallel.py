@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,3 +160,22 @@ def test_variants_and_temperatures_reach_the_provider(
     by_temperature = {body["temperature"]: body["messages"][1]["content"] for body in firsts}
     assert "Regression test first." in by_temperature[0.9]
     assert "Regression test first." not in by_temperature[0.2]
+
+
+def test_start_spread_staggers_the_first_model_calls(
+    server: FakeOpenAIServer, llm_config, agent_config, tmp_path: Path
+) -> None:
+    server.respond_with(fixer)
+    config = agent_config().model_copy(update={"model": llm_config(server)})
+    outcomes = run_parallel(
+        TASK,
+        config,
+        ParallelConfig(n=4, start_spread_s=0.6),
+        sandbox_factory=local_sandboxes(tmp_path),
+        out_dir=tmp_path / "out",
+    )
+    assert all(o.submitted for o in outcomes)
+    first = sorted(r.received_at for r in server.requests if len(r.body["messages"]) == 2)
+    assert len(first) == 4
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert all(gap >= 0.1 for gap in gaps), gaps  # 0.15 s apart by design; all at once without the spread
