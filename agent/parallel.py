@@ -137,9 +137,10 @@ def run_parallel(
     specs = plan(agent, parallel)
 
     def one(spec: TrajectorySpec) -> TrajectoryOutcome:
-        if parallel.start_spread_s:
-            time.sleep(parallel.start_spread_s * spec.index / parallel.n)
-        return _run_one(task, spec, sandbox_factory, out_dir, llm_limiter, sandbox_limiter, model_factory)
+        delay = parallel.start_spread_s * spec.index / parallel.n
+        return _run_one(
+            task, spec, sandbox_factory, out_dir, llm_limiter, sandbox_limiter, model_factory, delay
+        )
 
     workers = parallel.max_workers or parallel.n
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trajectory") as pool:
@@ -154,6 +155,7 @@ def _run_one(
     llm_limiter: Limiter | None,
     sandbox_limiter: Limiter | None,
     model_factory: Callable[[TrajectorySpec, Limiter | None], Model],
+    delay: float = 0.0,
 ) -> TrajectoryOutcome:
     path = trajectory_path(out_dir, task.id, spec.index)
     info: dict[str, Any] = {
@@ -166,6 +168,7 @@ def _run_one(
         model = model_factory(spec, llm_limiter)
         model_name = model.name
         with sandbox_limiter or nullcontext(), sandbox_factory(spec.index) as sandbox:
+            time.sleep(delay)  # here, not before the sandbox: start times vary, the first calls must not
             result = Agent(spec.agent, model, sandbox, trajectory_path=path, info=info).run(task)
     except Exception as exc:  # noqa: BLE001 - isolate this trajectory; the failure is recorded below
         error = ErrorInfo.of(exc)
