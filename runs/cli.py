@@ -265,6 +265,9 @@ def trajectories(
     temperatures: Annotated[
         str | None, typer.Option(help="comma-separated, cycled over the trajectories")
     ] = None,
+    start_spread: Annotated[
+        float, typer.Option(min=0.0, help="seconds over which the N starts are spread (about one latency)")
+    ] = 0.0,
     max_llm_calls: Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")] = None,
     max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live sandboxes at once")] = None,
     workers: Annotated[int, typer.Option(min=1, help="tasks at once")] = 1,
@@ -294,7 +297,7 @@ def trajectories(
         agent = runner.load_agent_config(
             config, set_ or [], model=model, api_base=api_base, api_key_env=api_key_env
         )
-        parallel = runner.parallel_config(n, temperatures)
+        parallel = runner.parallel_config(n, temperatures, start_spread)
         loaded = load_tasks(dataset, instance_ids=instance_ids)
         for error in loaded.errors:
             console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)

@@ -68,10 +68,10 @@ def load_agent_config(
     return config
 
 
-def parallel_config(n: int, temperatures: str | None) -> ParallelConfig:
+def parallel_config(n: int, temperatures: str | None, start_spread: float = 0.0) -> ParallelConfig:
     try:
         values = [float(t) for t in temperatures.split(",") if t.strip()] if temperatures else []
-        return ParallelConfig(n=n, temperatures=values)
+        return ParallelConfig(n=n, temperatures=values, start_spread_s=start_spread)
     except (ValueError, ValidationError) as exc:
         raise ConfigError(f"--temperatures {temperatures!r}: {exc}") from exc
 

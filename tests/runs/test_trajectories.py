@@ -67,7 +67,18 @@ def test_two_trajectories_fix_the_bug_and_a_task_without_image_fails_alone(
         *("--recipes", str(specs), "--no-pull", "--config", str(config), "--n", "2"),
         *("--model", "openai/fake-model", "--api-base", server.base_url, "--api-key-env", "FAKE_KEY"),
         *("--set", "limits.step_limit=10", "--set", f"scratch_dir={tmp_path}"),
-        *("--temperatures", "0.0,0.7", "--max-llm-calls", "1", "--max-sandboxes", "2", "--out", str(out)),
+        *(
+            "--temperatures",
+            "0.0,0.7",
+            "--start-spread",
+            "0.2",
+            "--max-llm-calls",
+            "1",
+            "--max-sandboxes",
+            "2",
+            "--out",
+            str(out),
+        ),
         env={"FAKE_KEY": "dummy"},
     )
     assert result.exit_code == 0, result.output
