@@ -84,6 +84,26 @@ class TrajectoryOutcome:
     def submitted(self) -> bool:
         return self.exit_status == "Submitted"
 
+    @classmethod
+    def failure(
+        cls, spec: TrajectorySpec, path: Path, error: ErrorInfo, model: str | None = None
+    ) -> TrajectoryOutcome:
+        """A trajectory that ended in `error`; `model` defaults to what the spec names."""
+        return cls(
+            spec.index,
+            path,
+            error.cls,
+            model=model or model_label(spec),
+            variant=spec.variant,
+            temperature=spec.temperature,
+            error=error,
+        )
+
+
+def model_label(spec: TrajectorySpec) -> str:
+    """The model's name as the spec gives it, before any model is built."""
+    return getattr(spec.model, "model", spec.model.type)
+
 
 def plan(agent: AgentConfig, parallel: ParallelConfig) -> list[TrajectorySpec]:
     """The N trajectory specs: models, temperatures and prompt variants cycled across indices."""
@@ -163,7 +183,7 @@ def _run_one(
         "prompt_variant": spec.variant,
         "temperature": spec.temperature,
     }
-    model_name = getattr(spec.model, "model", spec.model.type)
+    model_name = model_label(spec)
     try:
         model = model_factory(spec, llm_limiter)
         model_name = model.name
@@ -174,15 +194,7 @@ def _run_one(
         error = ErrorInfo.of(exc)
         if not path.exists():  # the agent never started: still leave a file that says why
             _write_failure(path, task.id, error, info)
-        return TrajectoryOutcome(
-            spec.index,
-            path,
-            error.cls,
-            model=model_name,
-            variant=spec.variant,
-            temperature=spec.temperature,
-            error=error,
-        )
+        return TrajectoryOutcome.failure(spec, path, error, model_name)
     return TrajectoryOutcome(
         spec.index,
         path,

@@ -24,6 +24,7 @@ from typing import Any
 from swebench.harness.constants import END_TEST_OUTPUT
 from swebench.harness.run_evaluation import GIT_APPLY_CMDS
 
+from patchfleet.agent.trajectory import write_json_atomic
 from patchfleet.data.evalscript import eval_script
 from patchfleet.data.grading import grade, summarize
 from patchfleet.data.recipes import Recipe, recipe_for
@@ -128,7 +129,7 @@ class Evaluator:
             (folder / "error.txt").write_text(outcome.error + ("\n\n" + log if log else "") + "\n")
         else:
             (folder / "error.txt").unlink(missing_ok=True)
-            _write_json(folder / "report.json", outcome.report)
+            write_json_atomic(folder / "report.json", outcome.report)
         return outcome
 
     def _recipe(self, task: Task) -> Recipe:
@@ -268,11 +269,5 @@ def run_evaluation(
     errors = {o.instance_id: o.error for o in outcomes if o.error}
     summary = summarize(reports, {t.id for t in todo}, errors)  # type: ignore[arg-type]
     summary["timings"] = {o.instance_id: o.timings for o in outcomes}
-    _write_json(evaluator.out_dir / f"{run_id}.summary.json", summary)
+    write_json_atomic(evaluator.out_dir / f"{run_id}.summary.json", summary)
     return summary
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)

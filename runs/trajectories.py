@@ -7,6 +7,7 @@ a failed trajectory is an outcome, never an exception (see `agent.parallel`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -100,20 +101,17 @@ def run_tasks(
     sandbox_limiter: Limiter | None = None,
 ) -> list[dict[str, Any]]:
     """Every task's outcomes document, in task order; `workers` tasks at once share the limiters."""
-
-    def one(task: Task) -> dict[str, Any]:
-        return run_task(
-            task,
-            agent,
-            parallel,
-            backend=backend,
-            builder=builder,
-            recipe=recipe,
-            out_dir=out_dir,
-            llm_limiter=llm_limiter,
-            sandbox_limiter=sandbox_limiter,
-        )
-
+    one = functools.partial(
+        run_task,
+        agent=agent,
+        parallel=parallel,
+        backend=backend,
+        builder=builder,
+        recipe=recipe,
+        out_dir=out_dir,
+        llm_limiter=llm_limiter,
+        sandbox_limiter=sandbox_limiter,
+    )
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task") as pool:
         return list(pool.map(one, tasks))
 
@@ -160,15 +158,7 @@ def failed(
 ) -> list[TrajectoryOutcome]:
     """The outcomes of trajectories that never started (e.g. the image failed to build)."""
     return [
-        TrajectoryOutcome(
-            spec.index,
-            trajectory_path(out_dir, task.id, spec.index),
-            error.cls,
-            model=getattr(spec.model, "model", spec.model.type),
-            variant=spec.variant,
-            temperature=spec.temperature,
-            error=error,
-        )
+        TrajectoryOutcome.failure(spec, trajectory_path(out_dir, task.id, spec.index), error)
         for spec in plan(agent, parallel)
     ]
 

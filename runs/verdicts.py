@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from patchfleet.agent.trajectory import write_json_atomic
 from patchfleet.errors import DataError
 
 CACHE_DIR = "verdicts"
@@ -44,7 +45,7 @@ class VerdictCache:
 
     def put(self, instance_id: str, key: str, report: dict[str, Any], method: str, logs: Path) -> None:
         entry = {"report": report, "logs": str(logs), "method": method, "chain": self.chain}
-        _write_json(self._path(instance_id, key), entry)
+        write_json_atomic(self._path(instance_id, key), entry)
 
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every readable entry, with its instance and key, without the local log path."""
@@ -83,7 +84,7 @@ class VerdictCache:
                 target = self._path(instance_id, key)
                 if not target.exists():
                     entry["logs"] = f"merged from {path.name}"
-                    _write_json(target, entry)
+                    write_json_atomic(target, entry)
                     added += 1
         return added
 
@@ -92,10 +93,3 @@ def _open(path: Path, mode: str) -> IO[str]:
     if path.name.endswith(".gz") or path.name.endswith(".gz.tmp"):
         return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
     return path.open(mode, encoding="utf-8")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
