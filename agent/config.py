@@ -56,6 +56,11 @@ class LitellmModelConfig(BaseModel):
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     extra_params: dict[str, Any] = Field(default_factory=dict)  # passed through to litellm.completion
+    # How litellm sends `openai/...` requests. "litellm_http": its own httpx handler. "openai_sdk": through
+    # the OpenAI SDK, whose request validation walks every message of every call (16 ms of CPU a call at
+    # 84 messages against 2.5 ms, benchmarks/agent_overhead.py), under the GIL that all trajectories share.
+    # Process-wide (litellm reads it from the environment); EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER wins.
+    openai_client: Literal["litellm_http", "openai_sdk"] = "litellm_http"
 
     def build(self, limiter: Limiter | None = None) -> LitellmModel:
         from patchfleet.agent.litellm_model import LitellmModel

@@ -7,6 +7,8 @@ litellm and the OpenAI SDK both retry on their own; both are switched off (`max_
 from __future__ import annotations
 
 import copy
+import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -25,6 +27,26 @@ if TYPE_CHECKING:
 # Keys of a chat message that providers accept; the agent's messages carry more (`extra`).
 MESSAGE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 CACHE_MARK = {"type": "ephemeral"}
+# litellm's switch between its own HTTP handler and the OpenAI SDK for `openai/...`, read per call
+OPENAI_HTTP_SWITCH = "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
+_USER_SET_OPENAI_SWITCH = OPENAI_HTTP_SWITCH in os.environ
+
+log = logging.getLogger(__name__)
+
+
+def choose_openai_client(choice: str) -> None:
+    """Point litellm's `openai/...` route at `choice` for this process, unless the user set the switch.
+
+    The switch is an environment variable litellm reads on every call, so it cannot differ per model: the
+    model built last decides, and a conflicting choice is logged.
+    """
+    if _USER_SET_OPENAI_SWITCH:
+        return
+    wanted = "true" if choice == "litellm_http" else "false"
+    current = os.environ.get(OPENAI_HTTP_SWITCH)
+    if current is not None and current != wanted:
+        log.warning("openai_client=%s replaces the other choice of an earlier model in this process", choice)
+    os.environ[OPENAI_HTTP_SWITCH] = wanted
 
 
 def wants_cache_control(model: str, setting: str) -> bool:
@@ -67,6 +89,7 @@ class LitellmModel:
         self._limiter = limiter if limiter is not None else nullcontext()
         self._sleep = sleep  # injectable so tests can observe the waits Retry-After asked for
         self._pricer = Pricer(config.model, config.pricing)
+        choose_openai_client(config.openai_client)
         self.waits: list[float] = []  # every retry wait, in order (seconds)
 
     @property

@@ -1,9 +1,10 @@
 """Which provider failures are worth retrying, how long to wait, and what the others become.
 
 Transient: 429 (waiting what `Retry-After` asks), 5xx, timeouts, dropped connections and garbled
-bodies (litellm reports the last two as 500s). Never retried: authentication and permission errors,
-bad requests, context-window overflows, exhausted quotas; they are translated into the patchfleet
-tree at once. Retrying itself is tenacity's job; this module only supplies the predicates.
+bodies (litellm reports the last two as 500s, or a garbled body as an error with its 200 status).
+Never retried: authentication and permission errors, bad requests, context-window overflows,
+exhausted quotas; they are translated into the patchfleet tree at once. Retrying itself is tenacity's
+job; this module only supplies the predicates.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def is_transient(exc: BaseException) -> bool:
     ):
         return True
     if isinstance(exc, openai.APIError):
-        return _status(exc) in TRANSIENT_STATUS
+        status = _status(exc)
+        # an error with a success status: the reply arrived but could not be read
+        return status in TRANSIENT_STATUS or (status is not None and 200 <= status < 300)
     return False
 
 

@@ -147,6 +147,9 @@ def repo_image(backend: DockerBackend, workdir: Path) -> str:
     return builder.ensure(ImageSpec(instance=layer))
 
 
+OPENAI_CLIENT = "litellm_http"  # LitellmModelConfig.openai_client; --openai-client sets it
+
+
 def model_config(server: RemoteServer) -> LitellmModelConfig:
     return LitellmModelConfig(
         model="openai/fake-model",
@@ -154,6 +157,7 @@ def model_config(server: RemoteServer) -> LitellmModelConfig:
         api_key="dummy",
         timeout=120,
         pricing=PricingConfig(mode="free"),
+        openai_client=OPENAI_CLIENT,
     )
 
 
@@ -306,7 +310,15 @@ def main() -> None:
         default=0.0,
         help="ParallelConfig.start_spread_s: spread the N starts over this many seconds (0: all at once)",
     )
+    parser.add_argument(
+        "--openai-client",
+        choices=["litellm_http", "openai_sdk"],
+        default="litellm_http",
+        help="LitellmModelConfig.openai_client: how litellm sends openai/... requests",
+    )
     args = parser.parse_args()
+    global OPENAI_CLIENT
+    OPENAI_CLIENT = args.openai_client
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the fix and the submission)")
 
@@ -381,6 +393,7 @@ def main() -> None:
             "concurrency": args.concurrency,
             "repeats": args.repeats,
             "model": "litellm openai/fake-model -> tests/fakes/openai_server.py (child process), free",
+            "openai_client": args.openai_client,
             "sandbox": "DockerBackend, bookworm base + instance layer with a 2-file git repo, 1 CPU",
             "commands": commands,
             "light_commands": script(args.steps, "light"),
@@ -399,6 +412,7 @@ def main() -> None:
 
     load = f"load {load_before[0]:.1f}"
     print(f"latency {args.latency}s, {args.steps} steps, cpu_count {os.cpu_count()}, {load}")
+    print(f"litellm openai_client: {args.openai_client}, start spread {args.start_spread}s")
     print(f"{'one trajectory (median of ' + str(args.repeats) + ')':<44}{'value':>12}")
     print(f"{'  wall per step (s)':<44}{one['wall_per_step_s']:>12.3f}")
     print(f"{'  llm_time per step (s)':<44}{one['llm_per_step_s']:>12.3f}")

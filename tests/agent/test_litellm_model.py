@@ -8,8 +8,8 @@ import threading
 import pytest
 from fakes.openai_server import FakeOpenAIServer, FakeReply, Fault
 
-from patchfleet.agent import LitellmModel, PricingConfig
-from patchfleet.agent.litellm_model import with_cache_control
+from patchfleet.agent import LitellmModel, PricingConfig, litellm_model
+from patchfleet.agent.litellm_model import OPENAI_HTTP_SWITCH, with_cache_control
 from patchfleet.errors import (
     ConfigError,
     ContextWindowExceeded,
@@ -28,6 +28,24 @@ class RecordingSleep:
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+
+
+@pytest.fixture(params=["litellm_http", "openai_sdk"])
+def llm_config(request, llm_config):
+    """Every test here runs through both of litellm's clients for `openai/...`: they fail differently."""
+    return lambda server, **updates: llm_config(server, openai_client=request.param, **updates)
+
+
+def test_openai_client_sets_litellms_switch_unless_the_user_did(monkeypatch, server, llm_config) -> None:
+    monkeypatch.delenv(OPENAI_HTTP_SWITCH, raising=False)
+    config = llm_config(server)
+    build(config)
+    wanted = "true" if config.openai_client == "litellm_http" else "false"
+    assert litellm_model.os.environ[OPENAI_HTTP_SWITCH] == wanted
+    monkeypatch.setattr(litellm_model, "_USER_SET_OPENAI_SWITCH", True)
+    monkeypatch.setenv(OPENAI_HTTP_SWITCH, "maybe")
+    build(config)
+    assert litellm_model.os.environ[OPENAI_HTTP_SWITCH] == "maybe"
 
 
 def build(config, sleep=None) -> LitellmModel:
