@@ -3,7 +3,7 @@ at once, with a model whose every call takes a fixed latency (the fake OpenAI se
 litellm client) and every command running in a real Docker sandbox.
 
     LITELLM_LOCAL_MODEL_COST_MAP=True python benchmarks/agent_overhead.py \
-        --out bench-results/agent_overhead.json [--latency 1.0] [--steps 12] [--concurrency 32]
+        --out bench-results/agent_overhead.json [--latency 1.0] [--steps 42] [--concurrency 32]
 
 The fake server lives with the tests (`tests/fakes/openai_server.py`, a test fake, not part of the
 installed package); this script imports it through the checkout's `tests/` folder, so it runs from a
@@ -301,7 +301,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds the server takes per call")
-    parser.add_argument("--steps", type=int, default=12, help="model calls per trajectory (>= 2)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=42,
+        help="model calls per trajectory (>= 2); 42 is the median of the 119 recorded dev trajectories",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="trajectories at once")
     parser.add_argument("--repeats", type=int, default=3, help="single-trajectory runs")
     parser.add_argument(
