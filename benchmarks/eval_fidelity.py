@@ -196,6 +196,7 @@ def main() -> None:
                     "official": official,
                     "ours": future.result().resolved,
                     "error": future.result().error,
+                    "apply_method": future.result().apply_method,
                 }
                 for (submission, _, official), future in zip(jobs, futures, strict=True)
             ]
@@ -204,6 +205,9 @@ def main() -> None:
                 evaluator.verdicts.export(args.verdicts)
     report = write_report(done)
     print(json.dumps({k: v for k, v in report.items() if k != "candidate_disagreements"}, indent=1))
+
+
+FUZZ = "patch --batch"
 
 
 def round_robin_by_repo(instance_ids: list[str]) -> list[str]:
@@ -248,6 +252,8 @@ def fidelity_report(args, loaded, gold, gold_summary, done, seconds: float) -> d
         "candidate_agree": len(pairs) - len(disagreements),
         "candidate_agreement_rate": round(1 - len(disagreements) / max(len(pairs), 1), 4),
         "candidate_disagreements": disagreements,
+        # patches only `patch --fuzz` applies: a harness without that fallback calls them unapplied
+        "candidate_pairs_applied_only_by_fuzz": sum(FUZZ in (p.get("apply_method") or "") for p in pairs),
         "seconds_total": round(seconds, 1),
         "gold_fresh_evaluations": len(fresh),
         "seconds_in_eval_script_gold": round(sum(t.get("tests", 0) for t in fresh), 1),

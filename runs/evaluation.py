@@ -58,6 +58,9 @@ class Outcome:
     report: dict[str, Any] | None = None
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # which command of the harness's chain applied the patch: a verdict that needed `patch --fuzz` is one
+    # an older harness (without that fallback) would have called unapplied
+    apply_method: str | None = None
 
     @property
     def resolved(self) -> bool:
@@ -118,11 +121,12 @@ class Evaluator:
             cached = self.verdicts.get(task.id, key)
             if cached is not None:
                 outcome.report, outcome.timings = cached, {"cached": 1.0}
+                outcome.apply_method = self.verdicts.method(task.id, key)
             else:
-                outcome.report, method = self._run(
+                outcome.report, outcome.apply_method = self._run(
                     task, spec, prediction, recipe, image, folder, outcome.timings
                 )
-                self.verdicts.put(task.id, key, outcome.report, method, folder)
+                self.verdicts.put(task.id, key, outcome.report, outcome.apply_method, folder)
         except PatchfleetError as exc:
             outcome.error = f"{type(exc).__name__}: {exc}"
             log = getattr(exc, "log", "")

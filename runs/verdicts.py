@@ -33,15 +33,24 @@ class VerdictCache:
         return self.root / instance_id / f"{key}.json"
 
     def get(self, instance_id: str, key: str) -> dict[str, Any] | None:
+        entry = self._usable(instance_id, key)
+        return entry["report"] if entry else None
+
+    def method(self, instance_id: str, key: str) -> str | None:
+        """How the cached verdict's patch got applied (a step of the chain, or "empty")."""
+        entry = self._usable(instance_id, key)
+        return entry.get("method") if entry else None
+
+    def _usable(self, instance_id: str, key: str) -> dict[str, Any] | None:
         try:
             entry = json.loads(self._path(instance_id, key).read_text())
-            report = entry["report"]
-        except (OSError, ValueError, KeyError):
+            entry["report"]
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # absent or torn by a kill: evaluate again
         # the chain matters only when plain `git apply` fails, and that first step never changes
         if entry.get("chain") != self.chain and entry.get("method") not in self.stable_methods:
             return None
-        return report
+        return entry
 
     def put(self, instance_id: str, key: str, report: dict[str, Any], method: str, logs: Path) -> None:
         entry = {"report": report, "logs": str(logs), "method": method, "chain": self.chain}

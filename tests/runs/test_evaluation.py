@@ -18,9 +18,10 @@ from patchfleet.runs.evaluation import Evaluator, run_evaluation
 
 pytestmark = pytest.mark.docker
 
-HEADER = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n"
-GOLD = HEADER + "-    return a - b\n+    return a + b\n"
-WRONG = HEADER + "-    return a - b\n+    return a * b\n"
+# a trailing context line, or `git apply` takes the hunk for the end of the file and refuses it
+HEADER = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,3 +1,3 @@\n def add(a, b):\n"
+GOLD = HEADER + "-    return a - b\n+    return a + b\n \n"
+WRONG = HEADER + "-    return a - b\n+    return a * b\n \n"
 BROKEN = "diff --git a/nope.py b/nope.py\n--- a/nope.py\n+++ b/nope.py\n@@ -1 +1 @@\n-x\n+y\n"
 TEST_PATCH = (
     "diff --git a/test_hidden.py b/test_hidden.py\nnew file mode 100644\n"
@@ -156,9 +157,11 @@ def test_verdicts_are_cached_by_content_and_a_bug_in_one_instance_does_not_stop_
     task = next(t for t in loaded.tasks if t.id == "local__calc-1")
     fresh = evaluator.evaluate(task, spec, first)
     assert fresh.resolved and "cached" not in fresh.timings
+    assert fresh.apply_method == "git apply --verbose"
     # the same patch under another submission's name: the stored verdict, no container
     again = evaluator.evaluate(task, spec, first.model_copy(update={"model_name_or_path": "other"}))
     assert again.resolved and again.timings == {"cached": 1.0}
+    assert again.apply_method == "git apply --verbose"  # remembered with the verdict
     assert (tmp_path / "other" / "local__calc-1" / "report.json").exists()
     # a torn cache entry (a kill mid-write) is evaluated again, not trusted
     for entry in (tmp_path / "verdicts" / "local__calc-1").iterdir():

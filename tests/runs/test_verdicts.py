@@ -38,8 +38,8 @@ def test_a_verdict_made_with_another_chain_is_reused_only_if_its_method_is_stabl
     old.put("x__y-1", "plain", REPORT, "git apply", tmp_path)
     old.put("x__y-1", "fuzz", REPORT, "patch --fuzz", tmp_path)
     new = cache(tmp_path)
-    assert new.get("x__y-1", "plain") == REPORT
-    assert new.get("x__y-1", "fuzz") is None
+    assert new.get("x__y-1", "plain") == REPORT and new.method("x__y-1", "plain") == "git apply"
+    assert new.get("x__y-1", "fuzz") is None and new.method("x__y-1", "fuzz") is None
 
 
 def test_a_bad_export_line_is_an_error_that_names_the_line(tmp_path) -> None:
