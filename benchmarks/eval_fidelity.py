@@ -8,7 +8,8 @@
 
 Verdicts are cached in --work (see `runs.evaluation.verdict_key`): a killed run resumes, and the
 identical patches several submissions share are evaluated once; `--verdicts FILE` carries that cache
-to the next machine (committed in benchmarks/results/, it lets the next session continue the run).
+to the next machine (committed in benchmarks/results/, it lets the next session continue the run), and
+`--cached-only` reports what such a file holds without evaluating anything.
 `--throughput K` instead evaluates the
 gold patches of K instances whose images exist, with 1 then 2 workers, in fresh folders (no cache).
 """
@@ -131,6 +132,12 @@ def main() -> None:
         help="a verdict export (.jsonl[.gz]): merged into --work's cache first, rewritten after each "
         "instance, so a run longer than one machine's session continues on the next",
     )
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="evaluate nothing: report what the verdict cache (and --verdicts) holds, over the instances "
+        "whose every verdict is there",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -138,6 +145,7 @@ def main() -> None:
     if args.limit:
         dev = dev[: args.limit]
     loaded = load_tasks(args.data / "swebench_verified.jsonl", instance_ids=dev)
+    tasks_by_id = {t.id: t for t in loaded.tasks}
     if args.throughput:
         report = {
             "benchmark": "eval_throughput",
@@ -159,6 +167,14 @@ def main() -> None:
         print(f"merged {evaluator.verdicts.merge(args.verdicts)} verdicts from {args.verdicts}")
     started = time.monotonic()
     gold, _ = load_predictions("gold", gold_from=loaded)
+    if args.cached_only:
+        missing = [
+            i for i, p in gold.items() if evaluator.cached(tasks_by_id[i], loaded.eval_specs[i], p) is None
+        ]
+        if missing:
+            raise SystemExit(
+                f"--cached-only: no stored gold verdict for {len(missing)} instances: {missing[:5]}"
+            )
     gold_summary = run_evaluation(
         evaluator, loaded.tasks, loaded.eval_specs, gold, workers=args.workers, run_id="gold"
     )
@@ -177,32 +193,35 @@ def main() -> None:
     # instance by instance (its image is warm; identical patches hit the verdict cache), so that a run
     # cut short still has every verdict of the instances it finished, and writes them after each one
     done: dict[str, list[dict[str, object]]] = {}
-    tasks = {t.id: t for t in loaded.tasks}
     with ThreadPoolExecutor(max_workers=max(args.workers, 1)) as pool:
-        for instance_id in round_robin_by_repo(sorted(tasks)):
+        for instance_id in round_robin_by_repo(sorted(tasks_by_id)):
             jobs = [("empty", "", False)] + (candidates[instance_id] if instance_id in gold_ok else [])
-            futures = [
-                pool.submit(
-                    evaluator.evaluate,
-                    tasks[instance_id],
-                    loaded.eval_specs[instance_id],
-                    Prediction(instance_id=instance_id, model_patch=patch, model_name_or_path=submission),
-                )
+            task, spec = tasks_by_id[instance_id], loaded.eval_specs[instance_id]
+            predictions = [
+                Prediction(instance_id=instance_id, model_patch=patch, model_name_or_path=submission)
                 for submission, patch, _ in jobs
             ]
+            if args.cached_only:
+                outcomes = [evaluator.cached(task, spec, prediction) for prediction in predictions]
+                if None in outcomes:
+                    continue  # not finished by any run yet
+            else:
+                futures = [pool.submit(evaluator.evaluate, task, spec, p) for p in predictions]
+                outcomes = [future.result() for future in futures]
             done[instance_id] = [
                 {
                     "submission": submission,
                     "official": official,
-                    "ours": future.result().resolved,
-                    "error": future.result().error,
-                    "apply_method": future.result().apply_method,
+                    "ours": outcome.resolved,
+                    "error": outcome.error,
+                    "apply_method": outcome.apply_method,
                 }
-                for (submission, _, official), future in zip(jobs, futures, strict=True)
+                for (submission, _, official), outcome in zip(jobs, outcomes, strict=True)
             ]
-            write_report(done)
-            if args.verdicts:
-                evaluator.verdicts.export(args.verdicts)
+            if not args.cached_only:
+                write_report(done)
+                if args.verdicts:
+                    evaluator.verdicts.export(args.verdicts)
     report = write_report(done)
     print(json.dumps({k: v for k, v in report.items() if k != "candidate_disagreements"}, indent=1))
 

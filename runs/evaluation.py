@@ -113,11 +113,7 @@ class Evaluator:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "patch.diff").write_text(prediction.model_patch, encoding="utf-8", errors="surrogateescape")
         try:
-            recipe = self._recipe(task)
-            image = image_spec(task, recipe)
-            key = verdict_key(
-                recipe, spec, prediction.model_patch, image=image.tags()[-1], reinstall=self.reinstall
-            )
+            recipe, image, key = self._verdict_key(task, spec, prediction)
             cached = self.verdicts.get(task.id, key)
             if cached is not None:
                 outcome.report, outcome.timings = cached, {"cached": 1.0}
@@ -135,6 +131,26 @@ class Evaluator:
             (folder / "error.txt").unlink(missing_ok=True)
             write_json_atomic(folder / "report.json", outcome.report)
         return outcome
+
+    def cached(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome | None:
+        """The stored verdict of this patch, if there is one; builds nothing, runs nothing."""
+        _, _, key = self._verdict_key(task, spec, prediction)
+        report = self.verdicts.get(task.id, key)
+        if report is None:
+            return None
+        return Outcome(
+            task.id, report, timings={"cached": 1.0}, apply_method=self.verdicts.method(task.id, key)
+        )
+
+    def _verdict_key(
+        self, task: Task, spec: EvalSpec, prediction: Prediction
+    ) -> tuple[Recipe, ImageSpec, str]:
+        recipe = self._recipe(task)
+        image = image_spec(task, recipe)  # its tags are content hashes: known without building it
+        key = verdict_key(
+            recipe, spec, prediction.model_patch, image=image.tags()[-1], reinstall=self.reinstall
+        )
+        return recipe, image, key
 
     def _recipe(self, task: Task) -> Recipe:
         if task.id not in self._recipe_of:
