@@ -114,10 +114,9 @@ class Evaluator:
         (folder / "patch.diff").write_text(prediction.model_patch, encoding="utf-8", errors="surrogateescape")
         try:
             recipe, image, key = self._verdict_key(task, spec, prediction)
-            cached = self.verdicts.get(task.id, key)
+            cached = self.verdicts.lookup(task.id, key)
             if cached is not None:
-                outcome.report, outcome.timings = cached, {"cached": 1.0}
-                outcome.apply_method = self.verdicts.method(task.id, key)
+                (outcome.report, outcome.apply_method), outcome.timings = cached, {"cached": 1.0}
             else:
                 outcome.report, outcome.apply_method = self._run(
                     task, spec, prediction, recipe, image, folder, outcome.timings
@@ -135,12 +134,11 @@ class Evaluator:
     def cached(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome | None:
         """The stored verdict of this patch, if there is one; builds nothing, runs nothing."""
         _, _, key = self._verdict_key(task, spec, prediction)
-        report = self.verdicts.get(task.id, key)
-        if report is None:
+        cached = self.verdicts.lookup(task.id, key)
+        if cached is None:
             return None
-        return Outcome(
-            task.id, report, timings={"cached": 1.0}, apply_method=self.verdicts.method(task.id, key)
-        )
+        report, method = cached
+        return Outcome(task.id, report, timings={"cached": 1.0}, apply_method=method)
 
     def _verdict_key(
         self, task: Task, spec: EvalSpec, prediction: Prediction

@@ -33,13 +33,18 @@ class VerdictCache:
         return self.root / instance_id / f"{key}.json"
 
     def get(self, instance_id: str, key: str) -> dict[str, Any] | None:
-        entry = self._usable(instance_id, key)
-        return entry["report"] if entry else None
+        found = self.lookup(instance_id, key)
+        return found[0] if found else None
 
     def method(self, instance_id: str, key: str) -> str | None:
         """How the cached verdict's patch got applied (a step of the chain, or "empty")."""
+        found = self.lookup(instance_id, key)
+        return found[1] if found else None
+
+    def lookup(self, instance_id: str, key: str) -> tuple[dict[str, Any], str | None] | None:
+        """(report, apply method) of a usable entry, from one read of its file."""
         entry = self._usable(instance_id, key)
-        return entry.get("method") if entry else None
+        return (entry["report"], entry.get("method")) if entry else None
 
     def _usable(self, instance_id: str, key: str) -> dict[str, Any] | None:
         try:
