@@ -29,7 +29,8 @@ from patchfleet.agent.config import SUBMIT_COMMAND, AgentConfig
 from patchfleet.agent.exceptions import FormatError, LimitsExceeded, Submitted
 from patchfleet.agent.model import Model, Reply
 from patchfleet.agent.patch import exclude_new_files
-from patchfleet.agent.trajectory import RUNNING, TRAJECTORY_FORMAT, write_json_atomic
+from patchfleet.agent.trajectory import RUNNING, TRAJECTORY_FORMAT
+from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import Task
 from patchfleet.errors import AgentError, ConfigError, InfrastructureError, PatchfleetError
 from patchfleet.sandbox.base import ExecResult, Sandbox

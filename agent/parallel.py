@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from patchfleet.agent.config import AgentConfig, LitellmModelConfig, ModelConfig
 from patchfleet.agent.loop import Agent, ErrorInfo
 from patchfleet.agent.model import Limiter, Model
-from patchfleet.agent.trajectory import TRAJECTORY_FORMAT, write_json_atomic
+from patchfleet.agent.trajectory import TRAJECTORY_FORMAT
+from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
 from patchfleet.sandbox.base import Sandbox

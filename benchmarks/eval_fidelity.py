@@ -30,8 +30,9 @@ from patchfleet.data.loaders import load_predictions, load_tasks
 from patchfleet.data.recipes import recipe_for
 from patchfleet.data.sources import MirrorFolder
 from patchfleet.data.task import Prediction
-from patchfleet.runs.evaluation import Evaluator, image_spec, run_evaluation
+from patchfleet.runs.evaluation import Evaluator, run_evaluation
 from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.sandbox.images import image_spec
 from patchfleet.sandbox.trust import HostTrust
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -38,16 +38,16 @@ from typing import Any
 
 from patchfleet.agent import Agent, AgentConfig, ReplayModel
 from patchfleet.agent.patch import exclude_new_files
-from patchfleet.agent.trajectory import write_json_atomic
+from patchfleet.atomic import write_json_atomic
 from patchfleet.data.loaders import load_tasks, read_ids
 from patchfleet.data.recipes import recipe_for
 from patchfleet.data.sources import MirrorFolder
 from patchfleet.data.task import EvalSpec, Prediction, Task
-from patchfleet.runs.evaluation import Evaluator, image_spec
+from patchfleet.runs.evaluation import Evaluator
 from patchfleet.sandbox.base import REPO_DIR, Network, Sandbox, SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.git import BASELINE_MARK, forget_baseline
-from patchfleet.sandbox.images import ImageBuilder
+from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.sandbox.trust import HostTrust
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -24,7 +24,7 @@ from typing import Any
 from swebench.harness.constants import END_TEST_OUTPUT
 from swebench.harness.run_evaluation import GIT_APPLY_CMDS
 
-from patchfleet.agent.trajectory import write_json_atomic
+from patchfleet.atomic import write_json_atomic
 from patchfleet.data.evalscript import eval_script
 from patchfleet.data.grading import grade, summarize
 from patchfleet.data.recipes import Recipe, recipe_for
@@ -32,17 +32,15 @@ from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import EvalSpec, Prediction, Task
 from patchfleet.errors import PatchApplyError, PatchfleetError
 from patchfleet.runs.verdicts import VerdictCache
-from patchfleet.sandbox.base import REPO_DIR, Network, Sandbox, SandboxSpec
+from patchfleet.sandbox.base import REPO_DIR, Network, SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
-from patchfleet.sandbox.git import forget_baseline
-from patchfleet.sandbox.images import BaseLayer, EnvLayer, ImageBuilder, ImageSpec, InstanceLayer
+from patchfleet.sandbox.git import RESET_TREE, apply_like_harness, forget_baseline
+from patchfleet.sandbox.images import ImageBuilder, ImageSpec, image_spec
 
 TEST_TIMEOUT = 1800.0
 EVAL_SCRIPT = "/eval.sh"
 LOG_LIMIT = 32 * 2**20
 KEY_FORMAT = 1  # bump when evaluation changes in a way the key does not see
-PATCH_FILE = "/tmp/patch.diff"  # where the harness puts it, outside the repository that `git clean` sweeps
-RESET_TREE = "git checkout -- . ; git clean -fd"
 # what a verdict of a patch that plain `git apply` refused depends on (recorded with each cached verdict)
 HARNESS_CHAIN = [*GIT_APPLY_CMDS, RESET_TREE, "no baseline exclusions"]
 # how a patch got applied, when the verdict does not depend on which chain was tried
@@ -65,16 +63,6 @@ class Outcome:
     @property
     def resolved(self) -> bool:
         return bool(self.report and self.report[self.instance_id].get("resolved"))
-
-
-def image_spec(task: Task, recipe: Recipe) -> ImageSpec:
-    return ImageSpec(
-        base=BaseLayer(distro=recipe.distro),
-        env=EnvLayer(key=recipe.key, steps=recipe.env_steps, env=recipe.env_vars),
-        instance=InstanceLayer(
-            key=task.id, repo=task.repo, commit=task.base_commit, steps=recipe.instance_steps
-        ),
-    )
 
 
 class Evaluator:
@@ -213,31 +201,6 @@ class Evaluator:
         )
         timings["total"] = time.monotonic() - started
         return report, method
-
-
-def apply_like_harness(sandbox: Sandbox, patch: str) -> tuple[str | None, str]:
-    """Apply a model patch exactly as the official harness does: its own command chain, the tree reset
-    to HEAD between attempts, and a patch found already applied counted as applied. Returns the
-    command that applied it (None: none did) and the log.
-
-    Not `Sandbox.apply_patch`, whose chain (with a dry run) suits agents: verdicts must not depend on a
-    chain of ours. The reset between attempts undoes what a failed attempt left (`--reject` applies the
-    hunks it can); the set-up edits survive it because the instance layer commits them.
-    """
-    if not patch.strip():
-        return "empty", "empty patch: nothing to apply"
-    sandbox.write_file(PATCH_FILE, patch)
-    log = []
-    for attempt, command in enumerate(GIT_APPLY_CMDS):
-        if attempt:
-            sandbox.exec(RESET_TREE, timeout=120)
-        result = sandbox.exec(f"{command} {PATCH_FILE}", timeout=120)
-        log.append(f"$ {command}\n{result.output}")
-        if result.exit_code == 0:
-            return command, "\n".join(log)
-    check = sandbox.exec(f"git apply --check --reverse {PATCH_FILE}", timeout=120)
-    log.append(f"$ git apply --check --reverse\n{check.output}")
-    return ("already applied" if check.exit_code == 0 else None), "\n".join(log)
 
 
 def verdict_key(recipe: Recipe, spec: EvalSpec, model_patch: str, *, image: str, reinstall: bool) -> str:

@@ -29,14 +29,13 @@ from patchfleet.agent import (
 from patchfleet.agent.model import Limiter
 from patchfleet.agent.parallel import trajectory_path
 from patchfleet.agent.pricing import Pricer
-from patchfleet.agent.trajectory import write_json_atomic
+from patchfleet.atomic import write_json_atomic
 from patchfleet.data.recipes import Recipe
 from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
-from patchfleet.runs.evaluation import image_spec
 from patchfleet.sandbox.base import SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
-from patchfleet.sandbox.images import ImageBuilder
+from patchfleet.sandbox.images import ImageBuilder, image_spec
 
 OUTCOMES_FILE = "outcomes.json"
 

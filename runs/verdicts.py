@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from patchfleet.agent.trajectory import write_json_atomic
+from patchfleet.atomic import write_json_atomic
 from patchfleet.errors import DataError
 
 CACHE_DIR = "verdicts"

@@ -43,6 +43,9 @@ rm -f "$index"
 exit $status
 """
 
+HARNESS_PATCH_FILE = "/tmp/patch.diff"  # where the harness puts it, outside the repo `git clean` sweeps
+RESET_TREE = "git checkout -- . ; git clean -fd"
+
 _RESET_SCRIPT = "cd {workdir} && git reset -q --hard {base} && git clean -ffdq"
 
 PATCH_COMMANDS = {
@@ -123,3 +126,30 @@ def reset(sandbox: Sandbox, workdir: str, base_commit: str) -> None:
     )
     if not result.ok:
         raise SandboxError(f"reset failed in {workdir}: {result.output.strip()}")
+
+
+def apply_like_harness(sandbox: Sandbox, patch: str) -> tuple[str | None, str]:
+    """Apply a model patch exactly as the official harness does: its own command chain, the tree reset
+    to HEAD between attempts, and a patch found already applied counted as applied. Returns the
+    command that applied it (None: none did) and the log.
+
+    Not `Sandbox.apply_patch`, whose chain (with a dry run) suits agents: verdicts must not depend on a
+    chain of ours. The reset between attempts undoes what a failed attempt left (`--reject` applies the
+    hunks it can); the set-up edits survive it because the instance layer commits them.
+    """
+    from swebench.harness.run_evaluation import GIT_APPLY_CMDS  # heavy import: only evaluation needs it
+
+    if not patch.strip():
+        return "empty", "empty patch: nothing to apply"
+    sandbox.write_file(HARNESS_PATCH_FILE, patch)
+    log = []
+    for attempt, command in enumerate(GIT_APPLY_CMDS):
+        if attempt:
+            sandbox.exec(RESET_TREE, timeout=120)
+        result = sandbox.exec(f"{command} {HARNESS_PATCH_FILE}", timeout=120)
+        log.append(f"$ {command}\n{result.output}")
+        if result.exit_code == 0:
+            return command, "\n".join(log)
+    check = sandbox.exec(f"git apply --check --reverse {HARNESS_PATCH_FILE}", timeout=120)
+    log.append(f"$ git apply --check --reverse\n{check.output}")
+    return ("already applied" if check.exit_code == 0 else None), "\n".join(log)

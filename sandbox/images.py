@@ -25,7 +25,9 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict
 
+from patchfleet.data.recipes import Recipe
 from patchfleet.data.sources import RepoSource
+from patchfleet.data.task import Task
 from patchfleet.errors import ImageBuildError
 from patchfleet.sandbox import engine
 from patchfleet.sandbox.base import REPO_DIR, Network, SandboxSpec
@@ -364,3 +366,14 @@ class ImageBuilder:
                 except (NotFound, APIError) as exc:
                     self.log(f"cannot remove {tag}: {exc}")
         return removed
+
+
+def image_spec(task: Task, recipe: Recipe) -> ImageSpec:
+    """The three layers of a task's image: the recipe's base and environment, the repository at its commit."""
+    return ImageSpec(
+        base=BaseLayer(distro=recipe.distro),
+        env=EnvLayer(key=recipe.key, steps=recipe.env_steps, env=recipe.env_vars),
+        instance=InstanceLayer(
+            key=task.id, repo=task.repo, commit=task.base_commit, steps=recipe.instance_steps
+        ),
+    )

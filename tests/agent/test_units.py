@@ -20,7 +20,8 @@ from patchfleet.agent.config import SUBMIT_COMMAND, SUBMIT_SENTINEL, LitellmMode
 from patchfleet.agent.exceptions import FormatError
 from patchfleet.agent.patch import exclude_new_files, new_file_path, split_patch
 from patchfleet.agent.pricing import PricingConfig
-from patchfleet.agent.trajectory import read_trajectory, write_json_atomic
+from patchfleet.agent.trajectory import read_trajectory
+from patchfleet.atomic import write_json_atomic
 from patchfleet.errors import ConfigError, DataError
 
 # -- actions ------------------------------------------------------------------------------------------
