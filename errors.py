@@ -16,7 +16,8 @@ plain "unresolved" without saying so.
     │   │   └── ExecTimeout          host-side deadline passed (command-level timeouts are results)
     │   ├── ImageBuildError          a layer failed to build (log attached)
     │   ├── RepoSourceError          a repository or commit could not be obtained
-    │   └── ModelUnavailable         provider outage, rate limit that outlived retries
+    │   ├── ModelUnavailable         provider outage, rate limit that outlived retries
+    │   └── GitHubError              a GitHub REST call failed (status and message attached)
     └── AgentError                   not retried: the trajectory itself went wrong
         └── ModelError
             ├── ContextWindowExceeded
@@ -82,6 +83,14 @@ class RepoSourceError(InfrastructureError):
 
 class ModelUnavailable(InfrastructureError):
     """The model provider failed in a way that outlived our retries (outage, rate limit)."""
+
+
+class GitHubError(InfrastructureError):
+    """A GitHub REST API call failed, after retries where the failure was retryable (rate limits, 5xx)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AgentError(PatchfleetError):
