@@ -8,7 +8,10 @@ load. Batch users run hundreds of instances and must not lose a run to one broke
 from __future__ import annotations
 
 import json
+import os
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,6 +34,8 @@ class Loaded:
     eval_specs: dict[str, EvalSpec] = field(default_factory=dict)
     errors: list[DataError] = field(default_factory=list)
     missing_ids: list[str] = field(default_factory=list)  # asked for by the filter, found in no good row
+    # every instance id of the source, asked for or not (the harness checks predictions against these)
+    dataset_ids: set[str] = field(default_factory=set)
 
 
 def read_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
@@ -39,7 +44,7 @@ def read_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
     A line that is not JSON comes out as (where, DataError) so that the caller can record it and go on.
     """
     path = Path(source)
-    if path.suffix in (".jsonl", ".json", ".parquet") and not path.is_file():
+    if not path.exists() and looks_like_path(str(source)):
         raise DataError(f"{path}: no such file")
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
@@ -86,8 +91,47 @@ def _hugging_face_rows(name: str) -> Iterator[tuple[str, Any]]:
         raise ConfigError(
             f"{name!r} is not a file; as a Hugging Face dataset it needs `pip install 'patchfleet[hf]'`"
         ) from exc
-    for number, row in enumerate(datasets.load_dataset(dataset, split=split or "test"), start=1):
+    if not os.environ.get("HF_HUB_OFFLINE"):
+        # without this, `datasets` retries for half a minute before a long traceback
+        hub_reachable(name)
+    try:
+        rows = datasets.load_dataset(dataset, split=split or "test")
+    except Exception as exc:  # datasets raises many unrelated types; all mean "not loadable" here
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{name}: not a file, and not a loadable Hugging Face dataset ({first})") from exc
+    for number, row in enumerate(rows, start=1):
         yield f"{name} row {number}", row
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz", ".txt")
+
+
+def looks_like_path(source: str) -> bool:
+    """A file path rather than a Hugging Face dataset name (`name`, `owner/name`, `owner/name:split`)."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or source.count("/") > 1
+        or "\\" in source
+        or source.lower().endswith(DATA_SUFFIXES)
+    )
+
+
+def hub_reachable(name: str, timeout: float = 5.0) -> None:
+    """Raise a one-line `ConfigError` when the Hugging Face Hub does not answer at all (any HTTP status,
+    even 401 or 404, means it does: then `datasets` gives the verdict). Honours HF_ENDPOINT and proxies."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    request = urllib.request.Request(f"{endpoint}/api/datasets/{name.partition(':')[0]}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(
+            f"{name}: no such file, and the Hugging Face Hub at {endpoint} cannot be reached ({reason}); "
+            "pass a .jsonl/.json/.parquet file, or set HF_HUB_OFFLINE=1 to use a cached copy"
+        ) from exc
 
 
 def _test_list(row: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
@@ -179,6 +223,8 @@ def load_tasks(source: str | Path, instance_ids: Iterable[str] | None = None) ->
         if isinstance(row, DataError):
             loaded.errors.append(row)
             continue
+        if isinstance(row, dict) and isinstance(row.get("instance_id"), str):
+            loaded.dataset_ids.add(row["instance_id"])
         if wanted is not None and isinstance(row, dict) and row.get("instance_id") not in wanted:
             continue
         try:

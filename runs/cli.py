@@ -195,7 +195,7 @@ def evaluate(
         str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
     ],
     instance_ids: Annotated[list[str] | None, typer.Option("--instance-ids", help="only these")] = None,
-    workers: Annotated[int, typer.Option(help="instances evaluated at once")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="instances evaluated at once")] = 1,
     mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
     layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
     out: Annotated[Path, typer.Option(help="where reports and the summary go")] = Path("out/eval"),
@@ -210,20 +210,21 @@ def evaluate(
     docker_host: DockerHost = None,
 ) -> None:
     """Evaluate predictions with the hidden tests; verdicts as the official SWE-bench harness gives them."""
-    from patchfleet.data.loaders import load_predictions, load_tasks
     from patchfleet.data.recipes import load_specs, recipe_for
-    from patchfleet.data.sources import CloneUrl, MirrorFolder
+    from patchfleet.runs import validate
     from patchfleet.runs.evaluation import Evaluator, run_evaluation
-    from patchfleet.sandbox.base import Network
 
-    loaded = load_tasks(dataset, instance_ids=instance_ids or None)
-    for error in loaded.errors:
+    def skipped(error: Exception) -> None:
         console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
-    try:
-        found, errors = load_predictions(predictions, gold_from=loaded)
-        for error in errors:
-            console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
-        source = MirrorFolder(root=mirrors, layout=layout) if mirrors else CloneUrl()
+
+    try:  # every input is checked before the first image is built
+        network_mode = validate.network(network)
+        loaded = validate.tasks(dataset, instance_ids)
+        for error in loaded.errors:
+            skipped(error)
+        found = validate.predictions(predictions, loaded, dataset, skipped)
+        source = _repo_source(mirrors, layout, None)
+        validate.source(source, {task.repo for task in loaded.tasks if task.id in found})
         specs = load_specs(recipes)
         evaluator = Evaluator(
             _backend(docker_host),
@@ -231,7 +232,7 @@ def evaluate(
             out,
             allow_pull=pull,
             recipes=lambda task: recipe_for(task, source, specs),
-            network=Network(network),
+            network=network_mode,
             log=lambda line: console.print(line, markup=False, highlight=False),
         )
         summary = run_evaluation(
@@ -289,6 +290,7 @@ def trajectories(
     from patchfleet.data.loaders import load_tasks
     from patchfleet.data.recipes import load_specs, recipe_for
     from patchfleet.runs import trajectories as runner
+    from patchfleet.runs import validate
     from patchfleet.sandbox.images import ImageBuilder
 
     try:
@@ -307,6 +309,7 @@ def trajectories(
             )
         runner.check_models(agent, parallel)
         source = _repo_source(mirrors, layout, local)
+        validate.source(source, {task.repo for task in loaded.tasks})
         specs = load_specs(recipes)
         backend = _backend(docker_host)
         documents = runner.run_tasks(

@@ -28,7 +28,7 @@ from patchfleet.agent import (
 )
 from patchfleet.agent.model import Limiter
 from patchfleet.agent.parallel import trajectory_path
-from patchfleet.agent.pricing import Pricer
+from patchfleet.agent.preflight import check_model
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.recipes import Recipe
 from patchfleet.data.task import Task
@@ -77,13 +77,13 @@ def parallel_config(n: int, temperatures: str | None, start_spread: float = 0.0)
 
 
 def check_models(agent: AgentConfig, parallel: ParallelConfig) -> None:
-    """Fail before any image is built when no trajectory could run: no model, or one without a price
-    (a run whose costs read as zero would bypass its budgets; see agent/pricing.py)."""
+    """Fail before any image is built when no trajectory could run: no model, or one litellm does not
+    know, without a price (a run whose costs read as zero would bypass its budgets; see agent/pricing.py)
+    or without its API key, or a replay file that does not exist (agent/preflight.py)."""
     if agent.model is None and not parallel.models:
         raise ConfigError("no model configured: pass --model (and --api-base), or set `model` in --config")
     for spec in plan(agent, parallel):
-        if isinstance(spec.model, LitellmModelConfig):
-            Pricer(spec.model.model, spec.model.pricing).check()
+        check_model(spec.model)
 
 
 def run_tasks(

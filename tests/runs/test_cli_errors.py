@@ -1,0 +1,179 @@
+"""Bad inputs fail up front: a one-line error that names the input, exit code 2, nothing built.
+
+Every command here points at a Docker engine that does not exist: had any check come after an image
+build or a container start, the error would be the engine's, not the input's.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from patchfleet.runs.cli import app
+
+runner = CliRunner()
+ROW = {
+    "instance_id": "local__calc-1",
+    "repo": "local/calc",
+    "base_commit": "0123456789abcdef0123456789abcdef01234567",
+    "version": "0.1",
+    "problem_statement": "add() subtracts",
+    "patch": "diff --git a/calc.py b/calc.py\n",
+    "test_patch": "",
+    "FAIL_TO_PASS": "[]",
+    "PASS_TO_PASS": "[]",
+}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "dataset.jsonl"
+    path.write_text(json.dumps(ROW) + "\n")
+    return path
+
+
+@pytest.fixture
+def no_engine(tmp_path):
+    return ["--docker-host", f"unix://{tmp_path}/no-engine.sock"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends: connections are refused
+
+
+def fails(args: list[str], *needles: str, env: dict[str, str | None] | None = None) -> list[str]:
+    """Exit code 2, no traceback, every needle in the output; returns the output's non-blank lines."""
+    result = runner.invoke(app, args, env={"COLUMNS": "400", **(env or {})})
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    for needle in needles:
+        assert needle in " ".join(lines), result.output
+    return lines
+
+
+def one_line(args: list[str], *needles: str, env: dict[str, str | None] | None = None) -> None:
+    """Our own checks print exactly one line, `error: ...`."""
+    lines = fails(args, *needles, env=env)
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+
+
+def test_eval_with_a_dataset_path_that_does_not_exist(tmp_path, no_engine):
+    for missing in (tmp_path / "nope.jsonl", tmp_path / "data" / "verified"):
+        one_line(["eval", "--predictions", "gold", "--dataset", str(missing), *no_engine], str(missing))
+
+
+def test_eval_with_an_unknown_network(dataset, no_engine):
+    one_line(
+        ["eval", "--predictions", "gold", "--dataset", str(dataset), "--network", "nonsense", *no_engine],
+        "--network 'nonsense'",
+        "bridge",
+    )
+
+
+def test_a_hugging_face_dataset_without_network_fails_at_once(no_engine):
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HUB_OFFLINE": None}
+    one_line(
+        ["eval", "--predictions", "gold", "--dataset", "princeton-nlp/SWE-bench_Verified", *no_engine],
+        "princeton-nlp/SWE-bench_Verified",
+        "Hugging Face",
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_eval_refuses_workers_below_one(dataset, no_engine, workers):
+    fails(
+        ["eval", "--predictions", "gold", "--dataset", str(dataset), "--workers", workers, *no_engine],
+        "--workers",
+    )
+
+
+def test_eval_with_mirrors_that_do_not_exist_or_lack_a_repository(dataset, tmp_path, no_engine):
+    base = ["eval", "--predictions", "gold", "--dataset", str(dataset), *no_engine]
+    missing = tmp_path / "no-mirrors"
+    one_line([*base, "--mirrors", str(missing)], f"--mirrors {missing}", "no such directory")
+    (tmp_path / "mirrors" / "other").mkdir(parents=True)
+    one_line([*base, "--mirrors", str(tmp_path / "mirrors")], "no mirror of local/calc", "local/calc.git")
+
+
+def test_eval_with_predictions_of_which_no_line_parses(dataset, tmp_path, no_engine):
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text("{not json\n[1, 2\n")
+    lines = fails(
+        ["eval", "--predictions", str(predictions), "--dataset", str(dataset), *no_engine],
+        f"--predictions {predictions}: none of its 2 row(s) could be read",
+    )
+    assert lines[-1].startswith("error:")  # after one `skipped:` line per bad row
+
+
+def test_a_prediction_whose_id_is_not_in_the_dataset_is_an_error_as_in_the_harness(
+    dataset, tmp_path, no_engine
+):
+    predictions = tmp_path / "preds.jsonl"
+    rows = [
+        {"instance_id": i, "model_patch": "", "model_name_or_path": "m"} for i in ("local__calc-1", "x-2")
+    ]
+    predictions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    one_line(
+        ["eval", "--predictions", str(predictions), "--dataset", str(dataset), *no_engine],
+        "not in the dataset",
+        "x-2",
+    )
+
+
+def test_eval_with_an_instance_id_not_in_the_dataset(dataset, no_engine):
+    one_line(
+        ["eval", "--predictions", "gold", "--dataset", str(dataset), "--instance-ids", "y-1", *no_engine],
+        "--instance-ids",
+        "y-1",
+    )
+
+
+def trajectories(dataset, no_engine, *args: str) -> list[str]:
+    return ["trajectories", "--dataset", str(dataset), "--instance-ids", "local__calc-1", *no_engine, *args]
+
+
+def test_trajectories_with_a_model_litellm_does_not_know_even_when_free(dataset, no_engine):
+    one_line(
+        trajectories(dataset, no_engine, "--model", "nonsense-model", "--set", "model.pricing.mode=free"),
+        "'nonsense-model'",
+        "litellm does not know",
+    )
+
+
+def test_trajectories_with_a_replay_file_that_does_not_exist(dataset, tmp_path, no_engine):
+    missing = tmp_path / "gone.traj.json"
+    one_line(
+        trajectories(dataset, no_engine, "--set", "model.type=replay", "--set", f"model.path={missing}"),
+        f"replay trajectory {missing}",
+        "no such file",
+    )
+
+
+def test_trajectories_with_a_provider_whose_key_is_not_in_the_environment(dataset, no_engine):
+    one_line(
+        trajectories(
+            dataset,
+            no_engine,
+            *("--model", "anthropic/claude-3-5-sonnet-20241022", "--set", "model.pricing.mode=free"),
+        ),
+        "ANTHROPIC_API_KEY",
+        "anthropic/claude-3-5-sonnet-20241022",
+        env={"ANTHROPIC_API_KEY": None},
+    )
+
+
+def test_trajectories_with_mirrors_that_lack_the_repository(dataset, tmp_path, no_engine):
+    (tmp_path / "mirrors").mkdir()
+    args = ["--model", "openai/m", "--api-base", "http://127.0.0.1:9", "--set", "model.pricing.mode=free"]
+    one_line(
+        trajectories(dataset, no_engine, *args, "--mirrors", str(tmp_path / "mirrors")),
+        "no mirror of local/calc",
+    )
