@@ -159,7 +159,7 @@ def run_parallel(
 
     def one(spec: TrajectorySpec) -> TrajectoryOutcome:
         delay = parallel.start_spread_s * spec.index / parallel.n
-        return _run_one(
+        return run_trajectory(
             task, spec, sandbox_factory, out_dir, llm_limiter, sandbox_limiter, model_factory, delay
         )
 
@@ -168,7 +168,7 @@ def run_parallel(
         return list(pool.map(one, specs))
 
 
-def _run_one(
+def run_trajectory(
     task: Task,
     spec: TrajectorySpec,
     sandbox_factory: SandboxFactory,
@@ -178,6 +178,8 @@ def _run_one(
     model_factory: Callable[[TrajectorySpec, Limiter | None], Model],
     delay: float = 0.0,
 ) -> TrajectoryOutcome:
+    """One planned trajectory, its failure included; public so that a scheduler (runs/batch.py) can run
+    the trajectories of a plan one by one (resume, budget) instead of all at once."""
     path = trajectory_path(out_dir, task.id, spec.index)
     info: dict[str, Any] = {
         "trajectory_index": spec.index,

@@ -1,0 +1,166 @@
+"""`RunConfig`: everything one run needs (data, sandbox, agent, parallelism, selection, outputs, budget,
+executor, ledger) in one pydantic model, loaded from YAML with dotted `--set key=value` overrides.
+
+Command-line flags are shorthands for its keys (`--samples 4` is `--set parallel.n=4`), applied before
+`--set`, so a YAML file, a flag and an override all end up in the same place and are validated once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from patchfleet.agent.config import (
+    AgentConfig,
+    LitellmModelConfig,
+    apply_override,
+    deep_merge,
+    default_config_data,
+)
+from patchfleet.agent.parallel import ParallelConfig
+from patchfleet.errors import ConfigError
+from patchfleet.sandbox.config import DockerConfig
+
+try:  # the lead's selection pipeline owns the final shape of this section
+    from patchfleet.selection.pipeline import SelectionConfig  # type: ignore[attr-defined]
+except ImportError:
+
+    class SelectionConfig(BaseModel):  # type: ignore[no-redef]
+        """Placeholder until `selection/pipeline.py` defines it: extra keys are kept, not rejected."""
+
+        model_config = ConfigDict(extra="allow")
+
+        policy: str = "default"
+        verifier_model: str | None = None
+        tests: bool = True
+
+
+class DataConfig(BaseModel):
+    """Which tasks, where their repositories come from, and other systems' candidate patches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = None  # SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name
+    instance_ids: list[str] = Field(default_factory=list)  # empty: every row of the dataset
+    mirrors: Path | None = None  # folder of bare upstream mirrors
+    layout: str = "{owner}/{name}.git"
+    local: Path | None = None  # a local git checkout as the source of every task
+    recipes: Path | None = None  # JSON specs {repo: {version: spec}} for more repos
+    candidates: list[Path] = Field(default_factory=list)  # other systems' predictions files (ensembling)
+
+
+class OutputsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path = Path("out/batch")
+    run_id: str = "patchfleet"  # names the evaluation summary and the predictions' model_name_or_path
+
+
+class RetryPolicy(BaseModel):
+    """Infrastructure failures (sandbox starts, rate limits that outlived the model's own retries, a
+    Docker restart) are retried this many times in all, with exponential waits; agent failures never."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(3, ge=1)
+    initial_wait: float = Field(2.0, ge=0)
+    max_wait: float = Field(60.0, ge=0)
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    sandbox: DockerConfig = Field(default_factory=DockerConfig)
+    agent: AgentConfig = Field(default_factory=lambda: AgentConfig.model_validate(default_config_data()))
+    parallel: ParallelConfig = Field(default_factory=lambda: ParallelConfig(n=4))
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    budget: float | None = Field(None, ge=0)  # USD over the whole run; None: unlimited
+    workers: int = Field(1, ge=1)  # tasks at once
+    max_llm_calls: int | None = Field(None, ge=1)  # model calls in flight at once, over all tasks
+    max_sandboxes: int | None = Field(None, ge=1)  # live agent sandboxes at once, over all tasks
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    db: str | None = None  # SQLAlchemy URL of the ledger; None: SQLite in the output folder
+    evaluate: bool = False  # evaluate the predictions with the hidden tests (benchmarks only)
+    eval_workers: int = Field(1, ge=1)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        overrides: Sequence[str] = (),
+        shorthands: Mapping[str, Any] | None = None,
+    ) -> RunConfig:
+        """Defaults <- YAML file <- `shorthands` (flag values by dotted key; None means "not given")
+        <- `overrides` (`key=value`, values parsed as YAML)."""
+        data: dict[str, Any] = {"agent": default_config_data()}
+        if path is not None:
+            try:
+                user = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"cannot read run config {path}: {exc}") from exc
+            if not isinstance(user, dict):
+                raise ConfigError(f"run config {path}: expected a mapping at the top level")
+            data = deep_merge(data, user)
+        for override in [*shorthand_overrides(shorthands or {}), *overrides]:
+            apply_override(data, override)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid run config: {exc}") from exc
+
+    def ledger_url(self) -> str:
+        return self.db or f"sqlite:///{(self.outputs.dir / 'ledger.sqlite').resolve()}"
+
+    def public(self) -> dict[str, Any]:
+        """The config as written into the run folder: JSON, secrets masked (pydantic's SecretStr)."""
+        return self.model_dump(mode="json")
+
+
+def shorthand_overrides(values: Mapping[str, Any]) -> list[str]:
+    """`{"parallel.n": 4, "agent.model.model": "openai/x"}` -> `["parallel.n=4", ...]`, skipping None.
+
+    Values are JSON-quoted: JSON is YAML, and a model name such as `1e3` or `yes` stays a string."""
+    return [f"{key}={json.dumps(value, default=str)}" for key, value in values.items() if value is not None]
+
+
+def model_shorthands(model: str | None, api_base: str | None, models: Sequence[str] = ()) -> dict[str, Any]:
+    """`--model M [--api-base U]`: one litellm model; `--models A B`: several, cycled over trajectories."""
+    keys: dict[str, Any] = {}
+    if model:
+        keys |= {"agent.model.type": "litellm", "agent.model.model": model}
+    if api_base:
+        keys["agent.model.api_base"] = api_base
+    if models:
+        keys["parallel.models"] = [
+            {"type": "litellm", "model": m, **({"api_base": api_base} if api_base else {})} for m in models
+        ]
+    return keys
+
+
+def with_api_key(config: RunConfig, env_name: str | None) -> RunConfig:
+    """Read the API key of every litellm model from `env_name`; the key is a SecretStr, never written."""
+    if not env_name:
+        return config
+    key = os.environ.get(env_name)
+    if not key:
+        raise ConfigError(f"--api-key-env: the environment variable {env_name} is not set")
+    secret = SecretStr(key)
+
+    def keyed(model: Any) -> Any:
+        return (
+            model.model_copy(update={"api_key": secret}) if isinstance(model, LitellmModelConfig) else model
+        )
+
+    agent = config.agent.model_copy(update={"model": keyed(config.agent.model)})
+    parallel = config.parallel.model_copy(update={"models": [keyed(m) for m in config.parallel.models]})
+    return config.model_copy(update={"agent": agent, "parallel": parallel})

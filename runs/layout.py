@@ -1,0 +1,131 @@
+"""Where a batch run keeps its files, and how to read the state of a trajectory from its file.
+
+The files are the source of truth (the ledger indexes them, resume reads them), so both the batch and the
+ledger go through this one map of the output folder:
+
+    <out>/run.json                      run id, resolved config (secrets masked), start time
+    <out>/<instance>/task.json          stage and status of the task (error with its kind)
+    <out>/<instance>/<i>.traj.json      trajectory i (written by the agent at every step)
+    <out>/<instance>/attempts/          earlier attempts of a trajectory: killed, or infrastructure failures
+    <out>/<instance>/outcomes.json      one row per trajectory, once all of them ended
+    <out>/<instance>/candidates.json, tests.json, matrix.jsonl, verifier.json, decision.json  (selection)
+    <out>/<instance>/prediction.json    the chosen patch: the task is done
+    <out>/preds.jsonl, preds.json, summary.json, eval/
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from patchfleet.agent.parallel import trajectory_path
+from patchfleet.agent.trajectory import RUNNING
+
+RUN_FILE = "run.json"
+TASK_FILE = "task.json"
+OUTCOMES_FILE = "outcomes.json"
+PREDICTION_FILE = "prediction.json"
+DECISION_FILE = "decision.json"
+CANDIDATES_FILE = "candidates.json"
+TESTS_FILE = "tests.json"
+MATRIX_FILE = "matrix.jsonl"
+ATTEMPTS_DIR = "attempts"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    out: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.out / RUN_FILE
+
+    def task_dir(self, instance_id: str) -> Path:
+        return self.out / instance_id
+
+    def task_file(self, instance_id: str) -> Path:
+        return self.task_dir(instance_id) / TASK_FILE
+
+    def trajectory(self, instance_id: str, index: int) -> Path:
+        return trajectory_path(self.out, instance_id, index)
+
+    def attempts_dir(self, instance_id: str) -> Path:
+        return self.task_dir(instance_id) / ATTEMPTS_DIR
+
+    def prediction(self, instance_id: str) -> Path:
+        return self.task_dir(instance_id) / PREDICTION_FILE
+
+    def task_ids(self) -> list[str]:
+        """Instances that have a task file, sorted."""
+        return sorted(p.parent.name for p in self.out.glob(f"*/{TASK_FILE}"))
+
+
+@dataclass(frozen=True)
+class TrajectoryState:
+    """What a trajectory file says: finished or not, its outcome, what it cost."""
+
+    path: Path
+    exists: bool
+    finished: bool = False
+    exit_status: str = ""
+    steps: int = 0
+    cost: float = 0.0
+    calls: int = 0
+    model: str = ""
+    temperature: float | None = None
+    variant: str | None = None
+    submission: str = ""
+    error: dict[str, str] | None = None
+
+    @property
+    def error_kind(self) -> str | None:
+        return (self.error or {}).get("kind")
+
+
+def read_state(path: Path) -> TrajectoryState:
+    """The state of a trajectory file; a missing or unreadable file is "not there" (run it again)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        info: dict[str, Any] = document["info"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return TrajectoryState(path, exists=False)
+    stats = info.get("model_stats") or {}
+    status = str(info.get("exit_status") or RUNNING)
+    return TrajectoryState(
+        path,
+        exists=True,
+        finished=status != RUNNING,
+        exit_status=status,
+        steps=len(info.get("steps") or []),
+        cost=float(stats.get("instance_cost") or 0.0),
+        calls=int(stats.get("api_calls") or 0),
+        model=str(info.get("model_name") or ""),
+        temperature=info.get("temperature"),
+        variant=info.get("prompt_variant"),
+        submission=str(info.get("submission") or ""),
+        error=info.get("error"),
+    )
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """Rows of a JSONL file; a torn last line (a writer killed mid-append) is skipped."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
