@@ -13,6 +13,7 @@ plain "unresolved" without saying so.
     │   │   ├── DockerUnavailable    the engine cannot be reached (message names the fix)
     │   │   ├── SandboxStartError    a container could not be created or started
     │   │   ├── SandboxCrashed       the container died or the exec channel broke
+    │   │   ├── SandboxResourceError a sandbox went over a budget (disk); names the budget
     │   │   └── ExecTimeout          host-side deadline passed (command-level timeouts are results)
     │   ├── ImageBuildError          a layer failed to build (log attached)
     │   ├── RepoSourceError          a repository or commit could not be obtained
@@ -63,6 +64,17 @@ class SandboxStartError(SandboxError):
 
 class SandboxCrashed(SandboxError):
     """The container died, or the channel to it broke and could not be restored."""
+
+
+class SandboxResourceError(SandboxError):
+    """A sandbox went over one of its budgets (its disk writes) and was stopped; the message names the
+    budget and what was used, so a rerun can raise the budget or the task can be looked at."""
+
+    def __init__(self, message: str, *, budget: str = "", limit: int = 0, used: int = 0) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.limit = limit
+        self.used = used
 
 
 class ExecTimeout(SandboxError):

@@ -72,6 +72,11 @@ class SandboxSpec:
     workdir: str = REPO_DIR
     base_commit: str | None = None  # None: whatever HEAD is in `workdir` when the sandbox starts
     mounts: tuple[tuple[str, str], ...] = ()  # (host path, container path), read-only
+    # bytes it may write (writable layer, /tmp, volumes), Docker notation ("4g"); None: the backend's
+    # budget (DockerConfig.disk); "0": none (the backend's host-disk reserve still holds)
+    disk: str | None = None
+    tmp_size: str | None = None  # /tmp on a tmpfs of this size (charged to `memory`); None: on the layer
+    user: str | None = None  # run commands as this user ("nobody", "1000:1000"); None: the image's user
 
 
 @runtime_checkable

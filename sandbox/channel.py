@@ -56,8 +56,11 @@ class ExecChannel:
         self.server_pid: int | None = None
 
     @classmethod
-    def open(cls, api: Any, container_id: str, env: dict[str, str] | None = None) -> ExecChannel:
-        """Start the exec server in `container_id` through the low-level docker API client."""
+    def open(
+        cls, api: Any, container_id: str, env: dict[str, str] | None = None, user: str | None = None
+    ) -> ExecChannel:
+        """Start the exec server in `container_id` (as `user`, else the image's user) through the
+        low-level docker API client."""
         environment = {"PF_EXECSERVER": server_source(), **(env or {})}
         exec_id = api.exec_create(
             container_id,
@@ -67,6 +70,7 @@ class ExecChannel:
             stderr=True,
             tty=False,
             environment=environment,
+            user=user or "",
         )["Id"]
         raw = api.exec_start(exec_id, socket=True)
         sock = getattr(raw, "_sock", raw)

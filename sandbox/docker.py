@@ -1,5 +1,9 @@
 """The Docker backend of `Sandbox`: one container per sandbox, commands through the in-container exec
-server (fast path) or plain `docker exec` when the image has no Python (slow path)."""
+server (fast path) or plain `docker exec` when the image has no Python (slow path).
+
+Every container is hardened (limits.py): a minimal capability set, no-new-privileges, read-only mounts,
+no host credentials in its environment, and a disk budget kept by the storage driver or the watchdog.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,18 @@ from pathlib import PurePosixPath
 from typing import Any, Self
 
 import docker
-from docker.errors import APIError, ImageNotFound, NotFound
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
-from patchfleet.errors import ExecTimeout, SandboxCrashed, SandboxError, SandboxStartError
-from patchfleet.sandbox import engine, execserver, git
+from patchfleet.errors import (
+    ExecTimeout,
+    SandboxCrashed,
+    SandboxError,
+    SandboxResourceError,
+    SandboxStartError,
+)
+from patchfleet.sandbox import engine, execserver, git, reaper
 from patchfleet.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
     DEFAULT_TIMEOUT,
@@ -25,8 +36,10 @@ from patchfleet.sandbox.base import (
     SandboxSpec,
 )
 from patchfleet.sandbox.channel import ChannelClosed, ExecChannel, decode_b64, encode_b64
+from patchfleet.sandbox.limits import CAPABILITIES, SECURITY_OPT, parse_size, scrub_env
 from patchfleet.sandbox.output import join_capped
 from patchfleet.sandbox.trust import HostTrust
+from patchfleet.sandbox.watchdog import DEFAULT_INTERVAL, DiskWatchdog, Watched, host_paths
 
 HOST_GRACE = 30.0  # beyond a command's own timeout, how long the host waits for the server's answer
 FILE_ERRORS = {
@@ -36,6 +49,20 @@ FILE_ERRORS = {
     "PermissionError": PermissionError,
 }
 LOST_SERVER_EXIT = 255
+DEFAULT_DISK = "4g"
+DEFAULT_HOST_RESERVE = "2g"
+# Drivers that enforce `--storage-opt size` (overlay2 only on xfs mounted with pquota: tried, and
+# dropped for the watchdog if the engine refuses).
+QUOTA_DRIVERS = frozenset({"btrfs", "zfs", "devicemapper", "windowsfilter"})
+ENGINE_ERRORS = (requests.RequestException, DockerException)  # the engine went away mid-call
+
+
+def driver_enforces_size(info: dict[str, Any]) -> bool:
+    """Whether the engine's storage driver can cap a container's writable layer itself."""
+    driver = info.get("Driver", "")
+    if driver == "overlay2":
+        return dict(info.get("DriverStatus") or []).get("Backing Filesystem") == "xfs"
+    return driver in QUOTA_DRIVERS
 
 
 class DockerBackend:
@@ -47,57 +74,134 @@ class DockerBackend:
         *,
         max_concurrent_starts: int = 4,
         trust: HostTrust | None = None,
+        disk: str | None = DEFAULT_DISK,
+        host_reserve: str | None = DEFAULT_HOST_RESERVE,
+        watchdog_interval: float = DEFAULT_INTERVAL,
+        capabilities: tuple[str, ...] = CAPABILITIES,
+        reap_leaked: bool = True,
     ) -> None:
         self.client = client or engine.connect()
         self.trust = trust or HostTrust()
+        self.disk = disk  # the budget of specs that name none
+        self.capabilities = capabilities
         self._starts = threading.BoundedSemaphore(max_concurrent_starts)
+        self._setup_guard = threading.Lock()
+        self._reap_pending = reap_leaked
+        self._host_reserve = parse_size(host_reserve)
+        self._watchdog_interval = watchdog_interval
+        self._watchdog: DiskWatchdog | None = None
+        self._driver_quota: bool | None = None  # None: not asked yet
+        self.reaped: list[str] = []  # leaked containers of dead processes removed at the first start
+
+    @property
+    def watchdog(self) -> DiskWatchdog:
+        self._setup()
+        assert self._watchdog is not None
+        return self._watchdog
+
+    def _setup(self) -> None:
+        """Once, before the first start: remove what dead processes leaked, learn the storage driver."""
+        with self._setup_guard:
+            if self._reap_pending:
+                self._reap_pending = False
+                self.reaped = reaper.prune(self.client)
+            if self._watchdog is None:
+                try:
+                    info = self.client.info()
+                except ENGINE_ERRORS as exc:
+                    raise SandboxStartError(f"cannot ask the engine about its storage: {exc}") from exc
+                self._driver_quota = driver_enforces_size(info)
+                self._watchdog = DiskWatchdog(
+                    self.client,
+                    interval=self._watchdog_interval,
+                    host_reserve=self._host_reserve,
+                    data_root=info.get("DockerRootDir"),
+                )
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
-        """Create and start a container for `spec` and open its exec channel."""
+        """Create and start a hardened container for `spec`, put it under watch, open its exec channel."""
+        self._setup()
         labels = {**engine.ownership_labels(), **{engine.LABEL_PREFIX + k: v for k, v in spec.labels.items()}}
         mounts = (*self.trust.mounts(), *spec.mounts)
+        environment, withheld = scrub_env({**self.trust.container_env(), **spec.env})
+        limit = parse_size(spec.disk if spec.disk is not None else self.disk)
+        options: dict[str, Any] = {
+            "detach": True,
+            "init": True,
+            "labels": labels,
+            "network_mode": spec.network.value,
+            "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
+            "mem_limit": spec.memory,
+            "memswap_limit": spec.memory,  # no swap: a memory hog meets the OOM killer, not the disk
+            "pids_limit": spec.pids_limit,
+            "environment": environment,
+            "working_dir": spec.workdir,
+            # `mounts`, not `volumes`: the SDK would also declare each target a VOLUME in the
+            # container config, which a committed build container passes on to its image
+            "mounts": [Mount(inside, host, type="bind", read_only=True) for host, inside in mounts],
+            "cap_drop": ["ALL"],
+            "cap_add": list(self.capabilities),
+            "security_opt": list(SECURITY_OPT),
+        }
+        if spec.tmp_size:
+            options["tmpfs"] = {"/tmp": f"size={parse_size(spec.tmp_size)},mode=1777"}
         with self._starts:
+            container, quota = self._create(spec, options, limit)
+            sandbox = DockerSandbox(self.client, container, spec, watchdog=self.watchdog)
+            sandbox.withheld_env = withheld
             try:
-                container = self.client.containers.run(
-                    spec.image,
-                    ["sleep", "infinity"],
-                    detach=True,
-                    init=True,
-                    labels=labels,
-                    network_mode=spec.network.value,
-                    nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
-                    mem_limit=spec.memory,
-                    memswap_limit=spec.memory,  # no swap: a memory hog meets the OOM killer, not the disk
-                    pids_limit=spec.pids_limit,
-                    environment={**self.trust.container_env(), **spec.env},
-                    working_dir=spec.workdir,
-                    # `mounts`, not `volumes`: the SDK would also declare each target a VOLUME in the
-                    # container config, which a committed build container passes on to its image
-                    mounts=[Mount(inside, host, type="bind", read_only=True) for host, inside in mounts],
+                container.reload()  # the start fills in the paths of /etc/hosts and friends
+                self.watchdog.watch(
+                    Watched(container, None if quota else limit, host_paths(container.attrs), sandbox.stop)
                 )
-            except ImageNotFound as exc:
-                raise SandboxStartError(
-                    f"image {spec.image!r} does not exist locally; build it (`patchfleet images build`)"
-                ) from exc
-            except APIError as exc:
-                raise SandboxStartError(f"cannot start a container from {spec.image!r}: {exc}") from exc
-            sandbox = DockerSandbox(self.client, container, spec)
-            try:
                 sandbox.connect()
             except BaseException:
                 sandbox.close()
                 raise
         return sandbox
 
+    def _create(self, spec: SandboxSpec, options: dict[str, Any], limit: int | None) -> tuple[Any, bool]:
+        """The running container, and whether the storage driver enforces its disk budget."""
+        quota = bool(limit and self._driver_quota)
+        command = ["sleep", "infinity"]
+        try:
+            try:
+                extra = {"storage_opt": {"size": str(limit)}} if quota else {}
+                return self.client.containers.run(spec.image, command, **options, **extra), quota
+            except APIError as exc:
+                if not quota or not any(word in str(exc).lower() for word in ("storage", "quota")):
+                    raise
+                self._driver_quota = False  # e.g. overlay2 on xfs without pquota: the watchdog takes over
+                return self.client.containers.run(spec.image, command, **options), False
+        except ImageNotFound as exc:
+            raise SandboxStartError(
+                f"image {spec.image!r} does not exist locally; build it (`patchfleet images build`)"
+            ) from exc
+        except APIError as exc:
+            raise SandboxStartError(f"cannot start a container from {spec.image!r}: {exc}") from exc
+        except ENGINE_ERRORS as exc:
+            raise SandboxStartError(f"the engine failed while starting {spec.image!r}: {exc}") from exc
+
 
 class DockerSandbox:
     """One running container. Thread-safe for sequential use; one command runs at a time."""
 
-    def __init__(self, client: docker.DockerClient, container: Any, spec: SandboxSpec) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container: Any,
+        spec: SandboxSpec,
+        *,
+        watchdog: DiskWatchdog | None = None,
+    ) -> None:
         self.client = client
         self.container = container
         self.spec = spec
         self.base_commit: str | None = spec.base_commit
+        self.withheld_env: list[str] = []  # names of credentials kept out of its environment
+        self.stopped_by: SandboxResourceError | None = None  # set by the watchdog
+        self._watchdog = watchdog
+        self._image_id: str = (container.attrs or {}).get("Image", "")
         self._channel: ExecChannel | None = None
         self._server_pid: int | None = None
         self._closed = False
@@ -114,13 +218,20 @@ class DockerSandbox:
 
     def connect(self) -> None:
         """Open the exec channel (if the image has Python) and record the repository's base state."""
+        if self.spec.user:
+            probe = self._slow_exec("id -u", timeout=30)
+            if not probe.ok:
+                raise SandboxStartError(
+                    f"cannot run commands as user {self.spec.user!r} in {self.spec.image}: "
+                    f"{probe.output.strip()[:300]}"
+                )
         self._open_channel()
         if self.spec.workdir:
             self.base_commit = git.prepare_baseline(self, self.spec.workdir, self.base_commit)
 
     def _open_channel(self) -> None:
         try:
-            self._channel = ExecChannel.open(self.client.api, self.container.id)
+            self._channel = ExecChannel.open(self.client.api, self.container.id, user=self.spec.user)
         except ChannelClosed:
             self._ensure_running()
             self._channel = None  # no interpreter in the image: every command takes the slow path
@@ -140,11 +251,21 @@ class DockerSandbox:
             return False
         return True
 
+    def stop(self, error: SandboxResourceError) -> None:
+        """Called by the watchdog before it kills the container: what every later call reports."""
+        self.stopped_by = error
+
     def _ensure_running(self) -> None:
+        if self.stopped_by is not None:
+            raise self.stopped_by
         try:
             self.container.reload()
         except NotFound as exc:
             raise SandboxCrashed(f"container {self.container.short_id} no longer exists") from exc
+        except ENGINE_ERRORS as exc:
+            raise SandboxCrashed(
+                f"cannot reach the engine to check container {self.container.short_id}: {exc}"
+            ) from exc
         state = self.container.attrs.get("State", {})
         if state.get("Status") != "running":
             raise SandboxCrashed(
@@ -158,13 +279,15 @@ class DockerSandbox:
         if self._channel is not None:
             self._channel.close()
         if self._server_pid:
-            self._slow_exec(f"kill -9 {self._server_pid} 2>/dev/null; true", timeout=10)
+            self._slow_exec(f"kill -9 {self._server_pid} 2>/dev/null; true", timeout=10, user="root")
         self._open_channel()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.unwatch(self.container.id)
         if self._channel is not None:
             self._channel.close()
         try:
@@ -174,6 +297,24 @@ class DockerSandbox:
         except APIError as exc:
             if exc.status_code != 409:  # 409: removal already in progress
                 raise SandboxError(f"cannot remove container {self.container.short_id}: {exc}") from exc
+        except ENGINE_ERRORS as exc:
+            raise SandboxError(
+                f"cannot remove container {self.container.short_id}, the engine is unreachable ({exc}); "
+                "the next patchfleet command that starts sandboxes removes it once this process is gone"
+            ) from exc
+        self._remove_orphaned_image()
+
+    def _remove_orphaned_image(self) -> None:
+        """Someone deleted our image while we used it (`docker rmi -f`): its untagged remains are ours."""
+        if not self._image_id:
+            return
+        try:
+            image = self.client.images.get(self._image_id)
+            if image.tags or engine.LAYER_LABEL not in (image.labels or {}):
+                return
+            self.client.images.remove(self._image_id)
+        except (NotFound, APIError, *ENGINE_ERRORS):
+            return  # still used by another container, or gone: either way not ours to force
 
     def __enter__(self) -> Self:
         return self
@@ -192,8 +333,11 @@ class DockerSandbox:
         env: dict[str, str] | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> ExecResult:
+        if self.stopped_by is not None:
+            raise self.stopped_by
         if self._closed:
             raise SandboxError("sandbox is closed")
+        env, _ = scrub_env(env)
         workdir = cwd or self.spec.workdir
         if self._channel is None:
             return self._slow_exec(command, timeout, cwd=workdir, env=env, output_limit=output_limit)
@@ -243,22 +387,30 @@ class DockerSandbox:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        user: str | None = None,
     ) -> ExecResult:
         """Plain `docker exec` under coreutils `timeout`: for images without Python, and for recovery."""
         api = self.client.api
         wrapped = ["timeout", "-s", "KILL", str(max(int(timeout + 0.999), 1)), "/bin/sh", "-c", command]
         start = time.monotonic()
+        env, _ = scrub_env(env)
         try:
-            exec_id = api.exec_create(self.container.id, wrapped, workdir=cwd, environment=env)["Id"]
+            exec_id = api.exec_create(
+                self.container.id, wrapped, workdir=cwd, environment=env, user=user or self.spec.user or ""
+            )["Id"]
             buffer = execserver.CappedBuffer(output_limit)
             for chunk in api.exec_start(exec_id, stream=True):
                 buffer.add(chunk)
             exit_code = api.exec_inspect(exec_id)["ExitCode"]
         except NotFound as exc:
+            self._ensure_running()  # raises what stopped it, if the watchdog did
             raise SandboxCrashed(f"container {self.container.short_id} is gone") from exc
         except APIError as exc:
             self._ensure_running()
             raise SandboxError(f"docker exec failed: {exc}") from exc
+        except ENGINE_ERRORS as exc:
+            self._ensure_running()
+            raise SandboxCrashed(f"docker exec in {self.container.short_id} broke: {exc}") from exc
         timed_out = exit_code == 137 and time.monotonic() - start >= timeout
         head, tail, dropped = buffer.result()
         return ExecResult(

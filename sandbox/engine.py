@@ -17,6 +17,7 @@ OWNER_PID = "patchfleet.owner-pid"
 OWNER_HOST = "patchfleet.owner-host"
 CREATED = "patchfleet.created"
 LABEL_PREFIX = "patchfleet."
+LAYER_LABEL = "patchfleet.layer"  # on every image patchfleet builds: base, env or instance
 
 FIX_HINT = (
     "Start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &` where there is no "

@@ -31,15 +31,17 @@ from patchfleet.data.task import Task
 from patchfleet.errors import ImageBuildError
 from patchfleet.sandbox import engine
 from patchfleet.sandbox.base import REPO_DIR, Network, SandboxSpec
-from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.sandbox.docker import ENGINE_ERRORS, DockerBackend
+from patchfleet.sandbox.limits import human, parse_size
 from patchfleet.sandbox.trust import HostTrust
 
 REPOSITORY = "patchfleet"
-LAYER_LABEL = "patchfleet.layer"
+LAYER_LABEL = engine.LAYER_LABEL
 SPEC_LABEL = "patchfleet.spec"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python3-venv", "git", "patch", "ca-certificates", "procps", "less")
 BUILD_STEP_TIMEOUT = 3600.0
+MIN_FREE_DISK = "10g"  # a layer is not started with less free space than this where Docker stores it
 # Build containers must not leave our ownership labels behind in the image they become.
 CLEARED_LABELS = dict.fromkeys((engine.MANAGED, engine.OWNER_PID, engine.OWNER_HOST, engine.CREATED), "")
 
@@ -140,8 +142,10 @@ class ImageBuilder:
         allow_pull: bool = True,
         debian_mirror: str = DEBIAN_MIRROR,
         log: Log | None = None,
+        min_free_disk: str | None = MIN_FREE_DISK,
     ) -> None:
         self.backend = backend
+        self.min_free_disk = parse_size(min_free_disk)
         self.client: docker.DockerClient = backend.client
         self.trust: HostTrust = backend.trust
         self.repo_source = repo_source
@@ -182,9 +186,31 @@ class ImageBuilder:
             lock = self._locks.setdefault(tag, threading.Lock())
         with lock:  # two workers asking for one layer build it once
             if not self.exists(tag):
+                self.check_free_disk(tag)
                 started = time.monotonic()
                 build()
                 self.log(f"built {tag} in {time.monotonic() - started:.1f}s")
+
+    def check_free_disk(self, tag: str) -> None:
+        """Refuse to start a layer on a nearly full disk: a clear error now, not a half-built layer
+        (or a full host) after minutes of work. Checks Docker's data root and our temp directory."""
+        if self.min_free_disk is None:
+            return
+        places = [tempfile.gettempdir()]
+        try:
+            root = self.client.info().get("DockerRootDir")
+        except ENGINE_ERRORS as exc:
+            raise ImageBuildError(f"cannot ask the engine where it stores images: {exc}") from exc
+        if root and Path(root).is_dir():  # a remote engine's disk is not ours to see
+            places.insert(0, root)
+        for place in places:
+            free = shutil.disk_usage(place).free
+            if free < self.min_free_disk:
+                raise ImageBuildError(
+                    f"not building {tag}: {place} has {human(free)} free, under the "
+                    f"{human(self.min_free_disk)} a build needs (DockerConfig.min_free_disk); free space "
+                    "with `patchfleet images prune` or `docker system df`, or lower the threshold"
+                )
 
     # -- base ------------------------------------------------------------------------------------
 
@@ -294,6 +320,7 @@ class ImageBuilder:
             memory=None,
             pids_limit=None,
             workdir="/",
+            disk="0",  # a build writes what its recipe needs; the backend's host-disk reserve still holds
         )
         exec_env = {**self.trust.container_env(), **dict(env)}
         with self.backend.start(spec) as sandbox:
