@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from patchfleet.errors import ConfigError, PatchfleetError
+from patchfleet.runs.options import InstanceIds, RequiredInstanceIds, SpreadCommand, VersionOption
 
 app = typer.Typer(
     help="Resolve software issues with many sandboxed trajectories and a hybrid selector.",
@@ -188,18 +189,29 @@ def images_prune(
     console.print(f"removed {len(removed)} image tag(s)")
 
 
-@app.command("eval")
+@app.callback()
+def _options(version: VersionOption = False) -> None:
+    """Resolve software issues with many sandboxed trajectories and a hybrid selector."""
+
+
+@app.command("eval", cls=SpreadCommand)
 def evaluate(
     predictions: Annotated[str, typer.Option(help="predictions .jsonl / .json (list or dict), or `gold`")],
     dataset: Annotated[
         str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
     ],
-    instance_ids: Annotated[list[str] | None, typer.Option("--instance-ids", help="only these")] = None,
+    instance_ids: InstanceIds = None,
     workers: Annotated[int, typer.Option(min=1, help="instances evaluated at once")] = 1,
     mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
     layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
-    out: Annotated[Path, typer.Option(help="where reports and the summary go")] = Path("out/eval"),
-    run_id: Annotated[str, typer.Option(help="name of the run summary")] = "patchfleet",
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="laid out as the harness's working directory: the report <model>.<run_id>.json, "
+            "logs/run_evaluation/<run_id>/<model>/<instance>/, and the verdict cache verdicts/"
+        ),
+    ] = Path("out/eval"),
+    run_id: Annotated[str, typer.Option(help="names the run's report and log folder")] = "patchfleet",
     recipes: Annotated[
         Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")
     ] = None,
@@ -212,7 +224,7 @@ def evaluate(
     """Evaluate predictions with the hidden tests; verdicts as the official SWE-bench harness gives them."""
     from patchfleet.data.recipes import load_specs, recipe_for
     from patchfleet.runs import validate
-    from patchfleet.runs.evaluation import Evaluator, run_evaluation
+    from patchfleet.runs.evaluation import Evaluator, run_evaluation, run_report_path
 
     def skipped(error: Exception) -> None:
         console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
@@ -233,26 +245,33 @@ def evaluate(
             allow_pull=pull,
             recipes=lambda task: recipe_for(task, source, specs),
             network=network_mode,
+            run_id=run_id,
             log=lambda line: console.print(line, markup=False, highlight=False),
         )
         summary = run_evaluation(
-            evaluator, loaded.tasks, loaded.eval_specs, found, workers=workers, run_id=run_id
+            evaluator,
+            loaded.tasks,
+            loaded.eval_specs,
+            found,
+            workers=workers,
+            run_id=run_id,
+            dataset_ids=[task.id for task in loaded.tasks],  # the dataset, or the ids asked for
         )
     except PatchfleetError as exc:
         raise _fail(exc) from exc
     console.print(
         f"resolved {summary['resolved_instances']} / {summary['submitted_instances']} submitted "
         f"({summary['unresolved_instances']} unresolved, {summary['error_instances']} errors); "
-        f"summary in {out / (run_id + '.summary.json')}"
+        f"report in {run_report_path(out, run_id, next(iter(found.values())).model_name_or_path)}"
     )
 
 
-@app.command()
+@app.command(cls=SpreadCommand)
 def trajectories(
     dataset: Annotated[
         str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
     ],
-    instance_ids: Annotated[list[str], typer.Option("--instance-ids", help="tasks to run (repeatable)")],
+    instance_ids: RequiredInstanceIds,
     n: Annotated[int, typer.Option(min=1, help="trajectories per task")] = 4,
     config: Annotated[Path | None, typer.Option(help="agent config YAML")] = None,
     set_: Annotated[
@@ -353,6 +372,12 @@ def _print_outcomes(documents: list[dict], out: Path) -> None:
         f"{submitted} / {len(rows)} trajectories submitted over {len(documents)} task(s); "
         f"outcomes in {out}/<instance>/outcomes.json"
     )
+
+
+# The GitHub Action bot; its logic lives in runs/github (the command module imports only typer at load).
+from patchfleet.runs.github.command import bot as _bot_command  # noqa: E402
+
+app.command("bot")(_bot_command)
 
 
 def main() -> None:

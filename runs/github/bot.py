@@ -140,11 +140,13 @@ def run(
         if not result.ok:
             outcome = "failed" if result.outcome == "failed" or result.error else "no-patch"
             status.update(render.failure(result, result.error, config.run_url))
-            return BotResult(outcome, result.error or result.outcome, "", "", result.cost, status.body)
+            return BotResult(
+                outcome, result.error or result.outcome, "", "", result.cost, render.step_summary(status.body)
+            )
         if redact.leaks(result.patch):
             error = "the patch contains a secret (a credential from the environment); it was not pushed"
             status.update(render.failure(result, error, config.run_url))
-            return BotResult("failed", error, "", "", result.cost, status.body)
+            return BotResult("failed", error, "", "", result.cost, render.step_summary(status.body))
 
         title = f"Fix #{number}: {issue.title}"
         sha, _ = branch_ops.commit_patch(repo_path, result.patch, branch, redact(title), config.author)
@@ -160,9 +162,11 @@ def run(
         status.update(render.success(pr.number, pr.html_url, existing is not None, result, config.run_url))
         outcome = "pr-updated" if existing else "pr-opened"
         log(f"{outcome}: {pr.html_url}")
-        return BotResult(outcome, "", pr.html_url, branch, result.cost, status.body)
+        return BotResult(outcome, "", pr.html_url, branch, result.cost, render.step_summary(status.body))
     except PatchfleetError as exc:
         error = redact(f"{type(exc).__name__}: {exc}")
         log(f"failed: {error}")
         status.update(render.failure(result, error, config.run_url))
-        return BotResult("failed", error, "", "", result.cost if result else 0.0, status.body)
+        return BotResult(
+            "failed", error, "", "", result.cost if result else 0.0, render.step_summary(status.body)
+        )
