@@ -10,7 +10,9 @@ Python is parsed with tree-sitter rather than `ast` because the repository's Pyt
 
 from __future__ import annotations
 
+import ast
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 
@@ -24,7 +26,6 @@ _DIFF_GIT = re.compile(r"^diff --git a/(.*) b/(.*)$")
 # Tokens that only format: their information is already in the tree's shape (a tuple is its own node
 # type, a parenthesised expression is unwrapped below), so black's trailing commas and wrapping collapse.
 _LAYOUT_TOKENS = frozenset({",", ";", "(", ")", "\\"})
-_COMMENT_LINE = re.compile(r"^\s*#")
 
 
 # -- patch text -------------------------------------------------------------------------------------
@@ -139,11 +140,32 @@ def patch_key(patch: str) -> str:
             if parts and parts[-1] != "@@":
                 parts.append("@@")
         elif line[:1] in "+-":
-            body = line[1:]
-            if not body.strip() or _COMMENT_LINE.match(body):
-                continue
-            parts.append(line[0] + "".join(body.split()))
+            code = "".join(_strip_comment(line[1:]).split())
+            if code:
+                parts.append(line[0] + code)
     return content_hash("patch", *parts)
+
+
+def _strip_comment(code: str) -> str:
+    """A line without its trailing `#` comment, leaving a `#` inside a string literal alone (a line
+    inside a multi-line string may lose text: acceptable for a fallback key)."""
+    quote = ""
+    index = 0
+    while index < len(code):
+        char = code[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif code.startswith(quote, index):
+                index += len(quote) - 1
+                quote = ""
+        elif char in "'\"":
+            quote = code[index : index + 3] if code[index : index + 3] in ('"""', "'''") else char
+            index += len(quote) - 1
+        elif char == "#":
+            return code[:index]
+        index += 1
+    return code
 
 
 # -- file contents -----------------------------------------------------------------------------------
@@ -161,8 +183,22 @@ def _tree(text: str):
 
 
 def python_parses(text: str) -> bool:
-    """True when tree-sitter's Python grammar (every Python version, 2.7's print statement included)
-    finds no error or missing node."""
+    """Whether a Python file parses, in whatever Python version the repository uses.
+
+    The host's `ast` decides when it accepts the file or rejects its indentation (the same rules in
+    every version). Any other rejection may be another version's syntax (2.7's print statement, a newer
+    grammar), so tree-sitter's grammar, which accepts every version, decides then. tree-sitter alone is
+    not enough: it accepts an empty block and a dedent to no enclosing level without an error node.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences and the like: not our concern
+            ast.parse(text)
+        return True
+    except IndentationError:
+        return False
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
     return not _tree(text).root_node.has_error
 
 
@@ -197,9 +233,11 @@ def _walk(node: Node) -> Iterator[str]:
     kind = node.type
     if kind == "comment" or (_is_docstring(node)):
         return
-    if kind == "parenthesized_expression" and node.named_child_count == 1:
-        yield from _walk(node.named_children[0])
-        return
+    if kind == "parenthesized_expression":
+        inner = [child for child in node.named_children if child.type != "comment"]
+        if len(inner) == 1:
+            yield from _walk(inner[0])
+            return
     if kind == "string":
         yield "str:" + _string_text(node)
         return
