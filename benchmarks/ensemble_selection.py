@@ -1,0 +1,338 @@
+"""Selection over other systems' patches, on real data: does the selector beat the best single submission?
+
+For each dev instance: the 12 leaderboard submissions' patches (`candidates_dev.jsonl`) deduplicated into
+candidates, tests harvested from the recorded mini-swe-agent trajectory and from the candidates, and
+regression tests found at the base commit; every candidate and the base run against every test in
+sandboxes (`selection.pipeline.select_task`). No model is reachable here, so generated tests and the
+verifier are off. The official `resolved` verdicts are read only here, to score decisions, never by the
+selection path.
+
+Two phases, both resumable: `collect` runs what is missing (the matrix cells are cached and exportable,
+`--export-cells`/`--import-cells`, so a later machine continues), `score` re-scores the stored inputs
+with every policy offline and writes the JSON: side by side with oracle, best single, random pick and
+majority over normalised text; the test-time-scaling curve (k = 1..12 submissions, random subsets); and a
+*simulated* verifier swept over AUC 0.5..0.9 for the hybrid policies (labelled as a simulation).
+
+    python3 benchmarks/ensemble_selection.py --mirrors DIR --layout '{owner}+{name}/repo' \
+        --work bench-work/ensemble --out benchmarks/results/ensemble_selection/ensemble_selection.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from patchfleet.data.loaders import load_tasks, read_ids
+from patchfleet.data.recipes import recipe_for
+from patchfleet.data.sources import MirrorFolder
+from patchfleet.data.task import Task
+from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.sandbox.engine import connect
+from patchfleet.sandbox.images import ImageBuilder, image_spec
+from patchfleet.sandbox.trust import HostTrust
+from patchfleet.selection.candidates import load_candidates_from_predictions
+from patchfleet.selection.matrix_cache import MatrixCache
+from patchfleet.selection.model import Candidate, SelectionInputs
+from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, load_inputs, select_task
+from patchfleet.selection.policies import POLICIES, simulated_verifier
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+TRAJECTORIES = DATA / "trajectories" / "mini-swe-agent-gemini-3-pro"
+AUCS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+# -- official verdicts: read here only, to score ------------------------------------------------------
+
+
+def official_verdicts(path: Path) -> dict[tuple[str, str], bool]:
+    verdicts = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            verdicts[(row["submission"], row["instance_id"])] = bool(row["resolved"])
+    return verdicts
+
+
+def candidate_value(candidate: Candidate, verdicts: dict[tuple[str, str], bool]) -> float:
+    """The chance that picking this candidate resolves the instance: the mean official verdict of its
+    sources (identical patches from two submissions can carry different verdicts: flaky tests)."""
+    values = [verdicts.get((s.name, candidate.instance_id), False) for s in candidate.sources]
+    return statistics.fmean(values) if values else 0.0
+
+
+# -- collect -------------------------------------------------------------------------------------------
+
+
+def round_robin(tasks: list[Task]) -> list[Task]:
+    by_repo: dict[str, list[Task]] = collections.defaultdict(list)
+    for task in tasks:
+        by_repo[task.repo].append(task)
+    queues = [collections.deque(v) for _, v in sorted(by_repo.items())]
+    ordered = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.popleft())
+    return ordered
+
+
+def collect(args: argparse.Namespace, tasks: list[Task], candidates: dict[str, list[Candidate]]) -> None:
+    source = MirrorFolder(root=args.mirrors, layout=args.layout)
+    backend = DockerBackend(connect(), max_concurrent_starts=2, trust=HostTrust.from_env())
+    builder = ImageBuilder(backend, repo_source=source, log=lambda line: None)
+    cache = MatrixCache(args.work / "cells")
+    if args.import_cells:
+        print(f"imported {cache.merge(args.import_cells)} cells from {args.import_cells}")
+    config = SelectionConfig(
+        regression_budget_s=args.regression_budget, workers=args.workers, reuse_containers=True
+    )
+    deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
+    for number, task in enumerate(tasks, 1):
+        if deadline and time.monotonic() > deadline:
+            print("time budget reached; run again to continue")
+            break
+        folder = args.work / "selection" / task.id
+        if (folder / "decision.json").exists() and not args.redo:
+            continue
+        recipe = recipe_for(task, source)
+        spec = image_spec(task, recipe)
+        if args.built_only and not builder.exists(spec.tag()):
+            continue
+        started = time.monotonic()
+        try:
+            image = builder.ensure(spec)
+            env = SelectionEnv(
+                image=image,
+                backend=backend,
+                cache=cache,
+                read_base=lambda path, t=task: source.read_file(t.repo, t.base_commit, path),
+                log=lambda line: print(f"  {line}", flush=True),
+            )
+            trajectory = TRAJECTORIES / f"{task.id}.traj.json"
+            result = select_task(
+                task,
+                candidates.get(task.id, []),
+                env=env,
+                config=config,
+                out_dir=args.work / "selection",
+                trajectories=[trajectory] if trajectory.exists() else [],
+            )
+            kinds = collections.Counter(t.kind.value for t in result.inputs.tests)
+            print(
+                f"[{number}/{len(tasks)}] {task.id}: {len(result.inputs.candidates)} candidates, "
+                f"tests {dict(kinds)}, {result.containers} containers, "
+                f"{time.monotonic() - started:.0f}s",
+                flush=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - one instance's failure is recorded; the others go on
+            print(f"[{number}/{len(tasks)}] {task.id}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            (args.work / "failures").mkdir(parents=True, exist_ok=True)
+            (args.work / "failures" / f"{task.id}.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+    if args.export_cells:
+        print(f"exported {cache.export(args.export_cells)} cells to {args.export_cells}")
+
+
+# -- score ---------------------------------------------------------------------------------------------
+
+
+def restrict(inputs: SelectionInputs, submissions: set[str]) -> SelectionInputs:
+    """The same instance as if only `submissions` had proposed patches (the matrix rows stay valid)."""
+    kept = []
+    for candidate in inputs.candidates:
+        sources = tuple(s for s in candidate.sources if s.name in submissions)
+        if sources:
+            kept.append(candidate.model_copy(update={"sources": sources}))
+    return inputs.model_copy(update={"candidates": kept})
+
+
+def pick_value(policy, inputs: SelectionInputs, verdicts) -> float:
+    if not inputs.candidates:
+        return 0.0
+    chosen = policy(inputs).chosen
+    by_id = {c.id: c for c in inputs.candidates}
+    return candidate_value(by_id[chosen], verdicts) if chosen in by_id else 0.0
+
+
+def majority_value(inputs: SelectionInputs, verdicts) -> float:
+    """Majority over whitespace-normalised text (candidate ids); ties broken at random (expected value)."""
+    if not inputs.candidates:
+        return 0.0
+    top = max(len(c.sources) for c in inputs.candidates)
+    tied = [c for c in inputs.candidates if len(c.sources) == top]
+    return statistics.fmean(candidate_value(c, verdicts) for c in tied)
+
+
+def random_value(inputs: SelectionInputs, verdicts) -> float:
+    """A random submission's patch: candidates weighted by how many submissions proposed them."""
+    values = [candidate_value(c, verdicts) for c in inputs.candidates for _ in c.sources]
+    return statistics.fmean(values) if values else 0.0
+
+
+def oracle_value(inputs: SelectionInputs, verdicts) -> float:
+    return max((candidate_value(c, verdicts) for c in inputs.candidates), default=0.0)
+
+
+def score(
+    args: argparse.Namespace, instance_ids: list[str], submissions: list[str], verdicts
+) -> dict[str, Any]:
+    stored = {}
+    for instance_id in instance_ids:
+        folder = args.work / "selection" / instance_id
+        if (folder / "decision.json").exists():
+            stored[instance_id] = load_inputs(folder)
+    n = len(stored)
+    if not n:
+        raise SystemExit("nothing collected yet: run the collect phase first")
+    ids = sorted(stored)
+    policies = dict(POLICIES)
+
+    def rate(values) -> float:
+        return round(100 * sum(values) / n, 2)
+
+    per_submission = {s: rate(float(verdicts.get((s, i), False)) for i in ids) for s in submissions}
+    best = max(per_submission, key=per_submission.get)
+    table = {
+        "oracle": rate(oracle_value(stored[i], verdicts) for i in ids),
+        "best_single": per_submission[best],
+        "best_single_submission": best,
+        "random_pick": rate(random_value(stored[i], verdicts) for i in ids),
+        "majority_normalised_text": rate(majority_value(stored[i], verdicts) for i in ids),
+    }
+    decisions = {}
+    for name, policy in policies.items():
+        table[f"policy_{name}"] = rate(pick_value(policy, stored[i], verdicts) for i in ids)
+        decisions[name] = {i: policy(stored[i]).chosen for i in ids}
+
+    # test-time scaling: k submissions drawn at random, the same draws for every selector
+    rng = random.Random(0)
+    curve: dict[str, list[float]] = collections.defaultdict(list)
+    for k in range(1, len(submissions) + 1):
+        draws = [set(rng.sample(submissions, k)) for _ in range(args.draws)]
+        sums: dict[str, float] = collections.defaultdict(float)
+        for draw in draws:
+            for i in ids:
+                sub = restrict(stored[i], draw)
+                sums["oracle"] += oracle_value(sub, verdicts)
+                sums["random_pick"] += random_value(sub, verdicts)
+                sums["majority_normalised_text"] += majority_value(sub, verdicts)
+                for name, policy in policies.items():
+                    sums[name] += pick_value(policy, sub, verdicts)
+        for name, total in sums.items():
+            curve[name].append(round(100 * total / (n * len(draws)), 2))
+
+    # the hybrid without a model: a simulated verifier of chosen AUC (a simulation, labelled as one)
+    simulated: dict[str, dict[str, float]] = {}
+    for auc in AUCS:
+        row: dict[str, list[float]] = collections.defaultdict(list)
+        for seed in range(args.seeds):
+            for i in ids:
+                labels = {c.id: candidate_value(c, verdicts) >= 0.5 for c in stored[i].candidates}
+                scored = stored[i].model_copy(
+                    update={"verifier": simulated_verifier(i, labels, auc=auc, seed=seed)}
+                )
+                for name in ("r2e", "default"):
+                    row[name].append(pick_value(policies[name], scored, verdicts))
+                row["verifier_only"].append(pick_value(_verifier_only, scored, verdicts))
+        simulated[str(auc)] = {name: round(100 * statistics.fmean(v), 2) for name, v in row.items()}
+
+    tests = collections.Counter(t.kind.value for i in ids for t in stored[i].tests)
+    matrix_stats = [json.loads((args.work / "selection" / i / "decision.json").read_text()) for i in ids]
+    return {
+        "instances": n,
+        "instance_ids": ids,
+        "resolve_rate_percent": table,
+        "per_submission_percent": per_submission,
+        "decisions": decisions,
+        "test_time_scaling_percent": {"k": list(range(1, len(submissions) + 1)), **curve},
+        "simulated_verifier_percent": {
+            "note": "SIMULATION: verifier scores drawn to separate resolved from unresolved candidates "
+            "with the given AUC; no model was called",
+            "by_auc": simulated,
+        },
+        "tests_by_kind": dict(tests),
+        "candidates_per_instance": round(statistics.fmean(len(stored[i].candidates) for i in ids), 2),
+        "matrix": {
+            "containers": sum(m["matrix"]["containers"] for m in matrix_stats),
+            "cells_run": sum(m["matrix"]["cells_run"] for m in matrix_stats),
+            "cells_cached": sum(m["matrix"]["cells_cached"] for m in matrix_stats),
+            "wall_time_s": round(sum(m["matrix"]["wall_time"] for m in matrix_stats), 1),
+        },
+    }
+
+
+def _verifier_only(inputs: SelectionInputs):
+    from patchfleet.selection.model import Decision
+
+    scored = [
+        c for c in inputs.candidates if inputs.verifier.get(c.id) and inputs.verifier[c.id].score is not None
+    ]
+    chosen = max(scored, key=lambda c: inputs.verifier[c.id].score).id if scored else None
+    return Decision(instance_id=inputs.instance_id, policy="verifier_only", chosen=chosen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("phase", choices=["collect", "score", "both"], nargs="?", default="both")
+    parser.add_argument("--mirrors", type=Path, default=os.environ.get("PATCHFLEET_MIRRORS"))
+    parser.add_argument("--layout", default="{owner}/{name}.git")
+    parser.add_argument("--work", type=Path, default=Path("bench-work/ensemble"))
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks/results/ensemble_selection/ensemble_selection.json"
+    )
+    parser.add_argument("--instance-ids", nargs="*")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--regression-budget", type=float, default=120.0)
+    parser.add_argument(
+        "--minutes", type=float, default=0, help="stop collecting after this long (0: no limit)"
+    )
+    parser.add_argument("--built-only", action="store_true", help="only instances whose image exists")
+    parser.add_argument("--redo", action="store_true")
+    parser.add_argument("--draws", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--import-cells", type=Path)
+    parser.add_argument("--export-cells", type=Path)
+    args = parser.parse_args()
+
+    ids = args.instance_ids or read_ids(DATA / "splits" / "dev_ids.txt")
+    tasks = round_robin(load_tasks(DATA / "swebench_verified.jsonl", ids).tasks)
+    loaded = load_candidates_from_predictions(DATA / "candidates_dev.jsonl")
+    submissions = sorted({s.name for found in loaded.candidates.values() for c in found for s in c.sources})
+    if args.phase in ("collect", "both"):
+        if not args.mirrors:
+            sys.exit("--mirrors (or PATCHFLEET_MIRRORS) is needed to collect")
+        collect(args, tasks, loaded.candidates)
+    if args.phase in ("score", "both"):
+        verdicts = official_verdicts(DATA / "candidates_dev.jsonl")
+        result = score(args, [t.id for t in tasks], submissions, verdicts)
+        result.update(
+            {
+                "benchmark": "ensemble_selection",
+                "compared": "selection policies vs oracle, best single, random pick, majority over text",
+                "generated_tests": False,
+                "verifier": "off (no model reachable); simulated sweep separately labelled",
+                "cpus": os.cpu_count(),
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        table = result["resolve_rate_percent"]
+        print(f"{result['instances']} instances")
+        for name, value in table.items():
+            print(f"  {name:28s} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""One instance's selection from end to end: candidates -> tests -> matrix -> verifier -> decision.
+
+Every stage writes its result under `<out>/<instance>/` as it finishes (candidates.json, tests.json,
+matrix.jsonl, verifier.json, decision.json), so a killed run resumes stage by stage and any policy can
+re-score the stored inputs offline (`load_inputs`). Only a `Task` comes in: nothing here can see the
+hidden tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from patchfleet.agent.config import LitellmModelConfig
+from patchfleet.atomic import write_json_atomic, write_text_atomic
+from patchfleet.data.task import Task
+from patchfleet.errors import ConfigError
+from patchfleet.sandbox.base import SandboxSpec
+from patchfleet.selection.execution import MatrixRun, SandboxStarter, run_matrix
+from patchfleet.selection.harvest import harvest_from_candidates, harvest_from_trajectory
+from patchfleet.selection.matrix_cache import MatrixCache
+from patchfleet.selection.model import (
+    Candidate,
+    Decision,
+    Matrix,
+    SelectionInputs,
+    TestCase,
+    VerifierScore,
+    content_hash,
+)
+from patchfleet.selection.policies import POLICIES, DefaultPolicyConfig, make_default
+
+Log = Callable[[str], None]
+ReadBase = Callable[[str], str | None]  # a file's content at the base commit (None: absent)
+
+CANDIDATES_FILE = "candidates.json"
+TESTS_FILE = "tests.json"
+MATRIX_FILE = "matrix.jsonl"
+VERIFIER_FILE = "verifier.json"
+DECISION_FILE = "decision.json"
+
+
+class SelectionConfig(BaseModel):
+    """How to select: which test sources to gather, the verifier, the policy, and how to run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = "default"
+    harvest: bool = Field(True, description="scripts the trajectories wrote and ran")
+    candidate_tests: bool = Field(True, description="test functions the candidates add")
+    regression: bool = Field(True, description="existing tests near the changed code, passing at base")
+    regression_budget_s: float = Field(300.0, ge=0)
+    max_harvested_per_trajectory: int = Field(3, ge=0)
+    verifier: LitellmModelConfig | None = None  # None: no execution-free judge
+    verifier_samples: int = Field(5, ge=1)  # when the provider returns no logprobs
+    reuse_containers: bool = True
+    workers: int = Field(2, ge=1)
+    default_policy: DefaultPolicyConfig = Field(default_factory=DefaultPolicyConfig)
+
+    def check(self) -> None:
+        if self.policy not in POLICIES:
+            raise ConfigError(f"unknown selection policy {self.policy!r}: choose from {', '.join(POLICIES)}")
+
+    def policies(self) -> dict[str, Callable[[SelectionInputs], Decision]]:
+        return {**POLICIES, "default": make_default(self.default_policy)}
+
+
+@dataclass
+class SelectionEnv:
+    """The machinery one instance's selection uses: its image, a backend, the shared cell cache."""
+
+    image: str
+    backend: SandboxStarter
+    cache: MatrixCache
+    read_base: ReadBase | None = None
+    log: Log = field(default=lambda line: None)
+    verifier: Any = None  # a selection.verifier.Verifier, built once per run by the caller
+
+
+@dataclass
+class SelectionResult:
+    decision: Decision
+    inputs: SelectionInputs
+    others: dict[str, Decision]  # every other policy's decision on the same inputs
+    timings: dict[str, float]
+    containers: int = 0
+
+
+def select_task(
+    task: Task,
+    candidates: Sequence[Candidate],
+    *,
+    env: SelectionEnv,
+    config: SelectionConfig,
+    out_dir: Path,
+    trajectories: Sequence[Path] = (),
+    extra_tests: Sequence[TestCase] = (),
+) -> SelectionResult:
+    """Gather tests, run the matrix, ask the verifier, apply every policy; the configured one decides.
+
+    trajectories: files to harvest scripts from (ours or mini-swe-agent's). extra_tests: tests made
+    elsewhere (e.g. by test-writing trajectories).
+    """
+    config.check()
+    folder = out_dir / task.id
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    write_json_atomic(folder / CANDIDATES_FILE, [c.model_dump(mode="json") for c in candidates])
+
+    tests = _stored_tests(folder, candidates, config)
+    if tests is None:
+        tests = gather_tests(task, candidates, env=env, config=config, trajectories=trajectories)
+        tests += [t for t in extra_tests if t.id not in {x.id for x in tests}]
+        write_json_atomic(
+            folder / TESTS_FILE,
+            {"key": _tests_key(candidates, config), "tests": [t.model_dump(mode="json") for t in tests]},
+        )
+    timings["tests"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    run: MatrixRun = run_matrix(
+        task.id,
+        candidates,
+        tests,
+        image=env.image,
+        backend=env.backend,
+        cache=env.cache,
+        reuse=config.reuse_containers,
+        workers=config.workers,
+        log=env.log,
+    )
+    annotated = run.annotated(candidates)
+    write_text_atomic(folder / MATRIX_FILE, "".join(c.model_dump_json() + "\n" for c in run.matrix.cells))
+    write_json_atomic(folder / CANDIDATES_FILE, [c.model_dump(mode="json") for c in annotated])
+    timings["matrix"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    scores = _verify(task, annotated, env) if env.verifier is not None else {}
+    write_json_atomic(folder / VERIFIER_FILE, {cid: s.model_dump(mode="json") for cid, s in scores.items()})
+    timings["verifier"] = time.monotonic() - clock
+
+    inputs = SelectionInputs(
+        instance_id=task.id, candidates=annotated, tests=tests, matrix=run.matrix, verifier=scores
+    )
+    decisions = {name: policy(inputs) for name, policy in config.policies().items()}
+    decision = decisions.pop(config.policy)
+    write_json_atomic(
+        folder / DECISION_FILE,
+        {
+            "decision": decision.model_dump(mode="json"),
+            "others": {name: d.model_dump(mode="json") for name, d in decisions.items()},
+            "timings": timings,
+            "matrix": run.stats.model_dump(mode="json"),
+        },
+    )
+    return SelectionResult(decision, inputs, decisions, timings, run.stats.containers)
+
+
+def gather_tests(
+    task: Task,
+    candidates: Sequence[Candidate],
+    *,
+    env: SelectionEnv,
+    config: SelectionConfig,
+    trajectories: Sequence[Path] = (),
+) -> list[TestCase]:
+    """Tests from the trajectories, from the candidates, and regression tests found at the base commit."""
+    found: dict[str, TestCase] = {}
+    if config.harvest:
+        for path in trajectories:
+            try:
+                harvested = harvest_from_trajectory(path, task.id)
+            except ConfigError as exc:  # an unreadable trajectory costs its tests, not the instance
+                env.log(f"{task.id}: no tests harvested from {path}: {exc}")
+                continue
+            for test in (
+                harvested[-config.max_harvested_per_trajectory :]
+                if config.max_harvested_per_trajectory
+                else []
+            ):
+                found.setdefault(test.id, test)
+    if config.candidate_tests:
+        for test in harvest_from_candidates(candidates, read_base=env.read_base):
+            found.setdefault(test.id, test)
+    if config.regression:
+        for test in _regression_tests(task, candidates, env, config):
+            found.setdefault(test.id, test)
+    return list(found.values())
+
+
+def _regression_tests(
+    task: Task, candidates: Sequence[Candidate], env: SelectionEnv, config: SelectionConfig
+) -> list[TestCase]:
+    from patchfleet.selection.normalize import changed_files
+    from patchfleet.selection.regression import discover_regression_tests
+
+    changed = sorted({path for c in candidates for path in changed_files(c.patch)})
+    if not changed:
+        return []
+    spec = SandboxSpec(image=env.image, labels={"role": "regression", "task": task.id})
+    with env.backend.start(spec) as sandbox:
+        return discover_regression_tests(
+            sandbox, changed, instance_id=task.id, budget_s=config.regression_budget_s
+        )
+
+
+def _verify(task: Task, candidates: Sequence[Candidate], env: SelectionEnv) -> dict[str, VerifierScore]:
+    scores = {}
+    for candidate in candidates:
+        if not candidate.usable:
+            continue
+        trajectory = next((Path(s.trajectory) for s in candidate.sources if s.trajectory), None)
+        scores[candidate.id] = env.verifier.score(task, candidate, trajectory=trajectory)
+    return scores
+
+
+def _tests_key(candidates: Sequence[Candidate], config: SelectionConfig) -> str:
+    """What the gathered tests depend on: the candidates and the test-source settings."""
+    settings = config.model_dump(include={"harvest", "candidate_tests", "regression", "regression_budget_s"})
+    return content_hash(*sorted(c.id for c in candidates), json.dumps(settings, sort_keys=True))
+
+
+def _stored_tests(
+    folder: Path, candidates: Sequence[Candidate], config: SelectionConfig
+) -> list[TestCase] | None:
+    """Tests gathered by an earlier (killed) run over the same candidates and settings."""
+    path = folder / TESTS_FILE
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != _tests_key(candidates, config):
+        return None
+    return [TestCase.model_validate(t) for t in stored.get("tests", [])]
+
+
+def load_inputs(folder: Path) -> SelectionInputs:
+    """The stored inputs of one instance's selection, for re-scoring offline with any policy."""
+    candidates = [Candidate.model_validate(c) for c in json.loads((folder / CANDIDATES_FILE).read_text())]
+    tests = [TestCase.model_validate(t) for t in json.loads((folder / TESTS_FILE).read_text())["tests"]]
+    cells = [json.loads(line) for line in (folder / MATRIX_FILE).read_text().splitlines() if line.strip()]
+    verifier_path = folder / VERIFIER_FILE
+    scores = json.loads(verifier_path.read_text()) if verifier_path.exists() else {}
+    return SelectionInputs(
+        instance_id=folder.name,
+        candidates=candidates,
+        tests=tests,
+        matrix=Matrix(instance_id=folder.name, cells=cells),
+        verifier={cid: VerifierScore.model_validate(s) for cid, s in scores.items()},
+    )
