@@ -55,3 +55,8 @@ class FakeFix:
                 (repo_path / "env.txt").write_text(dump + "\n")
                 subprocess.run(["git", "add", "-N", "env.txt"], cwd=repo_path, check=True)
         return FixResult(_diff(repo_path), summary, RATIONALE + "\n" + summary, self.cost)
+
+
+# Module-level instances for `patchfleet bot --fix fakes.github_fix:<name>`; tests replace them per test.
+fixer = FakeFix()
+leaky = FakeFix("leak_text")
