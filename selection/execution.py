@@ -1,0 +1,370 @@
+"""The execution matrix: every distinct candidate, and the unpatched base, against every test, in sandboxes.
+
+One container per candidate row by default: the patch is applied, the tests run one after another with
+`Sandbox.reset()` and the patch re-applied between them (reset restores tracked files, removes files
+created since the start and kills leftover processes; files outside the repository, such as /tmp,
+survive it, which is why every test writes its files again). `reuse=False` starts one container per
+(candidate, test) pair instead: the same cells, at the price measured by benchmarks/matrix_reuse.py.
+
+Cells are cached by (image, patch hash, test id) in a `MatrixCache` as they finish, so a killed run
+resumes, and a candidate whose cells are all cached starts no container. Infrastructure failures and
+patches that do not apply become cells with an `error`, never verdicts, and are not cached as results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from patchfleet.errors import InfrastructureError, SandboxError
+from patchfleet.sandbox.base import Network, Sandbox, SandboxSpec
+from patchfleet.selection.matrix_cache import MatrixCache
+from patchfleet.selection.model import (
+    BASE,
+    Candidate,
+    CandidateFlag,
+    Cell,
+    Contract,
+    Matrix,
+    TestCase,
+    content_hash,
+)
+from patchfleet.selection.outputs import cap_output, normalise_output, output_hash
+
+PATCH_ERROR = "patch does not apply"
+LOG_CAP = 4096  # characters of the apply log kept per candidate
+UNCHANGED = "unchanged"
+ERROR = "error"
+
+Log = Callable[[str], None]
+
+
+class SandboxStarter(Protocol):
+    """What run_matrix needs of a backend (DockerBackend satisfies it)."""
+
+    def start(self, spec: SandboxSpec) -> Sandbox: ...
+
+
+class CandidateCheck(BaseModel):
+    """What applying one candidate at the base commit showed: how it applied, and its changed files.
+
+    `files` (path -> content after the patch, None when deleted) is kept in memory only; the cache
+    stores the flags and `ast_key` computed from it."""
+
+    candidate_id: str
+    applied: bool
+    method: str | None = None  # a PatchMethod value, "base" for the BASE row, "empty"
+    log: str = ""
+    flags: tuple[CandidateFlag, ...] = ()
+    ast_key: str | None = None
+    files: dict[str, str | None] = Field(default_factory=dict, exclude=True)
+
+
+class MatrixStats(BaseModel):
+    """What producing one matrix cost: containers started, cells run and taken from the cache."""
+
+    containers: int = 0
+    cells_run: int = 0
+    cells_cached: int = 0
+    cell_errors: int = 0
+    wall_time: float = 0.0
+
+
+class MatrixRun(BaseModel):
+    """A matrix, the apply checks of its candidates (and BASE), and what it cost."""
+
+    matrix: Matrix
+    checks: dict[str, CandidateCheck] = Field(default_factory=dict)
+    stats: MatrixStats = Field(default_factory=MatrixStats)
+
+    def annotated(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates with the flags and `ast_key` their checks found."""
+        out = []
+        for candidate in candidates:
+            check = self.checks.get(candidate.id)
+            if check is None:
+                out.append(candidate)
+                continue
+            flags = tuple(dict.fromkeys((*candidate.flags, *check.flags)))
+            out.append(
+                candidate.model_copy(update={"flags": flags, "ast_key": check.ast_key or candidate.ast_key})
+            )
+        return out
+
+
+def patch_hash(patch: str) -> str:
+    """The cache key of a patch: its exact text (whitespace can decide whether it applies)."""
+    return content_hash("patch", patch)
+
+
+@dataclass
+class _Row:
+    candidate_id: str
+    patch: str
+    tests: list[TestCase]  # the tests whose cells are not cached
+    check: CandidateCheck | None  # from the cache, or None
+    cells: list[Cell] = field(default_factory=list)
+
+
+@dataclass
+class _Runner:
+    instance_id: str
+    image: str
+    backend: SandboxStarter
+    cache: MatrixCache
+    reuse: bool
+    log: Log | None
+    base_commit: str | None
+    containers: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _start(self, candidate_id: str) -> Sandbox:
+        spec = SandboxSpec(
+            image=self.image,
+            labels={"role": "selection", "task": self.instance_id, "candidate": candidate_id},
+            network=Network.NONE,
+            base_commit=self.base_commit,
+        )
+        with self._lock:
+            self.containers += 1
+        return self.backend.start(spec)
+
+    def _say(self, message: str) -> None:
+        if self.log is not None:
+            self.log(f"{self.instance_id}: {message}")
+
+    def run_row(self, row: _Row) -> None:
+        """Fill `row.check` and `row.cells` for the row's uncached tests, caching each as it is known.
+
+        Only the sandbox's failures become error cells; the cache's own (a full disk) propagate."""
+        if row.check is not None and not row.check.applied:
+            row.cells = [self._error_cell(row, test, PATCH_ERROR) for test in row.tests]
+            return
+        if not row.tests and row.check is not None:
+            return
+        sandbox: Sandbox | None = None
+        fresh = False  # the sandbox holds the patch as first applied, no test has run in it yet
+        key = patch_hash(row.patch)
+        try:
+            # an empty test list still needs one container: the check is not cached (a merged export)
+            for test in row.tests or [None]:
+                cell: Cell | None = None
+                try:
+                    if sandbox is None:
+                        sandbox = self._start(row.candidate_id)
+                        new_check = self._apply_and_check(sandbox, row)
+                        fresh = True
+                        if new_check is not None:
+                            self.cache.put_check(
+                                self.instance_id, self.image, key, new_check.model_dump(mode="json")
+                            )
+                            row.check = new_check
+                        if not row.check.applied:
+                            row.cells = [self._error_cell(row, t, PATCH_ERROR) for t in row.tests]
+                            return
+                    elif not fresh:
+                        sandbox.reset()
+                        self._reapply(sandbox, row)
+                    if test is None:
+                        return
+                    fresh = False
+                    cell = self._run_test(sandbox, row, test)
+                except (InfrastructureError, OSError) as exc:
+                    if test is not None:
+                        row.cells.append(self._error_cell(row, test, f"{type(exc).__name__}: {exc}"))
+                    self._say(
+                        f"{row.candidate_id}: infrastructure failure ({exc}); next test in a new container"
+                    )
+                    sandbox = self._close(sandbox)
+                    continue
+                self.cache.put_cell(self.image, key, cell)
+                row.cells.append(cell)
+                if not self.reuse:
+                    sandbox = self._close(sandbox)
+        finally:
+            self._close(sandbox)
+
+    @staticmethod
+    def _close(sandbox: Sandbox | None) -> None:
+        if sandbox is not None:
+            # the reaper removes what could not be closed here; the cells are recorded either way
+            with contextlib.suppress(InfrastructureError, OSError):
+                sandbox.close()
+        return None
+
+    def _apply_and_check(self, sandbox: Sandbox, row: _Row) -> CandidateCheck | None:
+        """Apply the row's patch in a new sandbox; return the check when it was not known before."""
+        if row.check is not None:
+            self._reapply(sandbox, row)
+            return None
+        if row.candidate_id == BASE:
+            return CandidateCheck(candidate_id=BASE, applied=True, method="base")
+        return self._check(sandbox, row)
+
+    def _check(self, sandbox: Sandbox, row: _Row) -> CandidateCheck:
+        from patchfleet.selection import normalize
+
+        result = sandbox.apply_patch(row.patch)
+        method = result.method.value if result.method else ("empty" if result.applied else None)
+        if not result.applied:
+            return CandidateCheck(
+                candidate_id=row.candidate_id,
+                applied=False,
+                log=result.log[-LOG_CAP:],
+                flags=(CandidateFlag.DOES_NOT_APPLY,),
+            )
+        files: dict[str, str | None] = {}
+        for path, exists in normalize.changed_files(row.patch).items():
+            try:
+                files[path] = sandbox.read_file(path).decode("utf-8", "surrogateescape") if exists else None
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                files[path] = None
+        broken = any(not normalize.parses(path, text) for path, text in files.items())
+        return CandidateCheck(
+            candidate_id=row.candidate_id,
+            applied=True,
+            method=method,
+            log=result.log[-LOG_CAP:],
+            flags=(CandidateFlag.SYNTAX_ERROR,) if broken else (),
+            ast_key=normalize.ast_key(files),
+            files=files,
+        )
+
+    def _reapply(self, sandbox: Sandbox, row: _Row) -> None:
+        if row.patch.strip():
+            result = sandbox.apply_patch(row.patch)
+            if not result.applied:
+                raise SandboxError(f"the patch applied once but not again:\n{result.log[-LOG_CAP:]}")
+
+    def _run_test(self, sandbox: Sandbox, row: _Row, test: TestCase) -> Cell:
+        for path, content in test.files.items():
+            sandbox.write_file(path, content)
+        result = sandbox.exec(test.command, timeout=test.timeout)
+        normalised = normalise_output(result.output)
+        cell = Cell(
+            instance_id=self.instance_id,
+            candidate_id=row.candidate_id,
+            test_id=test.id,
+            exit_code=result.exit_code,
+            output=cap_output(normalised),
+            output_hash=output_hash(normalised),
+            duration=round(result.duration, 3),
+            timed_out=result.timed_out,
+        )
+        return cell
+
+    def _error_cell(self, row: _Row, test: TestCase, error: str) -> Cell:
+        return Cell(
+            instance_id=self.instance_id,
+            candidate_id=row.candidate_id,
+            test_id=test.id,
+            exit_code=None,
+            error=error,
+        )
+
+
+def run_matrix(
+    instance_id: str,
+    candidates: Sequence[Candidate],
+    tests: Sequence[TestCase],
+    *,
+    image: str,
+    backend: SandboxStarter,
+    cache: MatrixCache,
+    reuse: bool = True,
+    workers: int = 2,
+    log: Log | None = None,
+    base_commit: str | None = None,
+) -> MatrixRun:
+    """Run every distinct candidate and BASE against every test; cached cells are not run again.
+
+    backend: anything with `start(SandboxSpec) -> Sandbox` (a DockerBackend). reuse: one container per
+    candidate with reset between tests (True) or one per (candidate, test) pair (False).
+    workers: candidate rows run in parallel. base_commit: None takes the image's HEAD.
+    """
+    started = time.monotonic()
+    distinct = list({c.id: c for c in reversed(candidates)}.values())[::-1]  # first of each id, in order
+    tests = list({t.id: t for t in tests}.values())
+    runner = _Runner(instance_id, image, backend, cache, reuse, log, base_commit)
+    rows: list[_Row] = []
+    cached: list[Cell] = []
+    for candidate_id, patch in [(BASE, ""), *((c.id, c.patch) for c in distinct)]:
+        key = patch_hash(patch)
+        found = cache.get_check(instance_id, image, key)
+        check = CandidateCheck.model_validate({**found, "candidate_id": candidate_id}) if found else None
+        row = _Row(candidate_id, patch, [], check)
+        for test in tests:
+            cell = cache.get_cell(instance_id, image, key, test.id)
+            if cell is None or (check is not None and not check.applied):
+                row.tests.append(test)
+            else:
+                cached.append(
+                    cell.model_copy(update={"candidate_id": candidate_id, "instance_id": instance_id})
+                )
+        rows.append(row)
+    todo = [row for row in rows if row.tests or row.check is None]
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="matrix") as pool:
+            list(pool.map(runner.run_row, todo))
+    by_key = {(c.candidate_id, c.test_id): c for c in cached}
+    by_key.update({(c.candidate_id, c.test_id): c for row in rows for c in row.cells})
+    cells = [
+        by_key[(row.candidate_id, t.id)] for row in rows for t in tests if (row.candidate_id, t.id) in by_key
+    ]
+    errors = sum(1 for c in cells if c.error)
+    stats = MatrixStats(
+        containers=runner.containers,
+        cells_run=sum(1 for row in rows for c in row.cells if c.error is None),
+        cells_cached=len(cached),
+        cell_errors=errors,
+        wall_time=round(time.monotonic() - started, 3),
+    )
+    if log is not None:
+        log(
+            f"{instance_id}: {len(rows)} rows x {len(tests)} tests: {stats.cells_run} run, "
+            f"{stats.cells_cached} cached, {errors} errors, {stats.containers} containers"
+        )
+    checks = {row.candidate_id: row.check for row in rows if row.check is not None}
+    return MatrixRun(matrix=Matrix(instance_id=instance_id, cells=cells), checks=checks, stats=stats)
+
+
+def _signature(cell: Cell) -> tuple[int | None, str, bool]:
+    # the exit code counts too: the same words printed by a crash and by a clean exit are not one behaviour
+    return (cell.exit_code, cell.output_hash, cell.timed_out)
+
+
+def behaviour_clusters(matrix: Matrix, test: TestCase | str) -> dict[str, str]:
+    """Candidate id -> behaviour label on one test (meant for BEHAVIOUR-contract tests).
+
+    "unchanged": the same exit code and normalised output as BASE; "error": the cell could not run;
+    otherwise "changed-<hash>", shared by candidates that change BASE's output in the same way. When
+    BASE has no usable cell, nothing can be called unchanged and labels are "output-<hash>". BASE
+    itself is not in the result.
+    """
+    test_id = test if isinstance(test, str) else test.id
+    base = matrix.get(BASE, test_id)
+    base_sig = _signature(base) if base is not None and base.error is None else None
+    prefix = "changed" if base_sig is not None else "output"
+    labels: dict[str, str] = {}
+    for cell in matrix.cells:
+        if cell.test_id != test_id or cell.candidate_id == BASE:
+            continue
+        if cell.error is not None:
+            labels[cell.candidate_id] = ERROR
+        elif _signature(cell) == base_sig:
+            labels[cell.candidate_id] = UNCHANGED
+        else:
+            labels[cell.candidate_id] = f"{prefix}-{content_hash(*map(str, _signature(cell)), length=8)}"
+    return labels
+
+
+def behaviour_clusters_by_test(matrix: Matrix, tests: Sequence[TestCase]) -> dict[str, dict[str, str]]:
+    """Test id -> behaviour_clusters, for the tests with the BEHAVIOUR contract."""
+    return {t.id: behaviour_clusters(matrix, t) for t in tests if t.contract == Contract.BEHAVIOUR}
