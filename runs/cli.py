@@ -374,10 +374,122 @@ def _print_outcomes(documents: list[dict], out: Path) -> None:
     )
 
 
+class _BatchCommand(SpreadCommand):
+    """`--instance-ids`, `--candidates` and `--models` take several values after one flag."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        from patchfleet.runs.options import SPREAD_OPTIONS, spread
+
+        names = SPREAD_OPTIONS | {"--candidates", "--models"}
+        return super(SpreadCommand, self).parse_args(ctx, spread(args, names))
+
+
+@app.command(cls=_BatchCommand)
+def batch(
+    config: Annotated[
+        Path | None, typer.Option(help="run config YAML (see runs/config.py RunConfig)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted override, e.g. parallel.n=8 agent.limits.cost_limit=2"),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or HF name")
+    ] = None,
+    instance_ids: InstanceIds = None,
+    model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
+    models: Annotated[list[str] | None, typer.Option(help="several models, cycled over the samples")] = None,
+    api_base: Annotated[str | None, typer.Option(help="the model's endpoint")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="environment variable that holds the API key")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(min=1, help="trajectories per task")] = None,
+    temperatures: Annotated[str | None, typer.Option(help="comma-separated, cycled over the samples")] = None,
+    policy: Annotated[str | None, typer.Option(help="selection policy")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="tasks at once")] = None,
+    budget: Annotated[
+        float | None, typer.Option(min=0.0, help="USD for the whole run, never exceeded")
+    ] = None,
+    candidates: Annotated[
+        list[Path] | None, typer.Option(help="other systems' predictions files to select among too")
+    ] = None,
+    evaluate: Annotated[
+        bool | None, typer.Option("--evaluate/--no-evaluate", help="run the hidden tests")
+    ] = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
+    db: Annotated[str | None, typer.Option(help="ledger SQLAlchemy URL (default: SQLite in --out)")] = None,
+    out: Annotated[Path | None, typer.Option(help="the run folder (resume: the same command again)")] = None,
+    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
+    layout: Annotated[str | None, typer.Option(help="mirror path layout")] = None,
+    local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
+    recipes: Annotated[Path | None, typer.Option(help="JSON specs {repo: {version: spec}}")] = None,
+    max_llm_calls: Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")] = None,
+    max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live agent sandboxes at once")] = None,
+    pull: Annotated[
+        bool | None, typer.Option("--pull/--no-pull", help="try a registry for base images")
+    ] = None,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="dashboard (default: on a terminal)")
+    ] = None,
+    docker_host: DockerHost = None,
+) -> None:
+    """Tasks -> N trajectories each -> selection -> preds.jsonl/preds.json (-> evaluation); resumable."""
+    from patchfleet.runs import wiring
+    from patchfleet.runs.config import RunConfig, with_api_key
+    from patchfleet.runs.progress import make_progress
+
+    try:
+        flags = wiring.batch_shorthands(
+            dataset=dataset,
+            instance_ids=instance_ids,
+            model=model,
+            models=models,
+            api_base=api_base,
+            samples=samples,
+            temperatures=temperatures,
+            policy=policy,
+            workers=workers,
+            budget=budget,
+            candidates=candidates,
+            evaluate=evaluate,
+            executor=executor,
+            ray_address=ray_address,
+            db=db,
+            out=out,
+            mirrors=mirrors,
+            layout=layout,
+            local=local,
+            recipes=recipes,
+            pull=pull,
+            docker_host=docker_host,
+            max_llm_calls=max_llm_calls,
+            max_sandboxes=max_sandboxes,
+        )
+        run_config = with_api_key(RunConfig.load(config, set_ or [], flags), api_key_env)
+        summary = wiring.run(run_config, progress=make_progress(console, live=live), warn=_log)
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    evaluation = summary.get("evaluation") or {}
+    console.print(
+        f"{summary['predictions']} prediction(s) for {summary['tasks']} task(s), cost ${summary['cost']:.4f}"
+        + (f", resolved {evaluation.get('resolved_instances')}" if evaluation else "")
+        + f"; {run_config.outputs.dir}/preds.jsonl, summary.json",
+        highlight=False,
+    )
+
+
 # The GitHub Action bot; its logic lives in runs/github (the command module imports only typer at load).
 from patchfleet.runs.github.command import bot as _bot_command  # noqa: E402
 
 app.command("bot")(_bot_command)
+
+# One issue, the demo, and browsing a run; logic in runs/fix.py, runs/demo.py, runs/inspect_run.py.
+from patchfleet.runs import fix_commands as _fix_commands  # noqa: E402
+
+app.command("fix")(_fix_commands.fix)
+app.command("demo")(_fix_commands.demo)
+app.command("inspect")(_fix_commands.inspect)
 
 
 def main() -> None:

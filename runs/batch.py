@@ -1,0 +1,518 @@
+"""`patchfleet batch`: tasks -> image -> N trajectories -> candidates (+ other systems' predictions) ->
+selection -> predictions (-> evaluation) -> summary, resumable after `kill -9` at any moment.
+
+Resume reads the files, never the database: a task with a complete `prediction.json` is done; a
+trajectory whose file says it finished is not run again; a partial one (killed mid-run) or one that ended
+in an infrastructure failure is moved to `attempts/` and run again. Trajectories start only within the
+global budget (`runs.budget`). Infrastructure failures are retried (tenacity) and counted apart from
+agent outcomes; a failure of one task (image, selection, a bug) is recorded in its `task.json` and never
+stops the others. The ledger is rebuilt from the files at start and updated after every stage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
+
+from patchfleet.agent.loop import ErrorInfo
+from patchfleet.agent.model import Limiter, Model, Reply
+from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
+from patchfleet.atomic import write_json_atomic, write_text_atomic
+from patchfleet.data.task import EvalSpec, Task
+from patchfleet.errors import ConfigError, SandboxError
+from patchfleet.runs.budget import Budget
+from patchfleet.runs.config import RunConfig
+from patchfleet.runs.layout import (
+    CANDIDATES_FILE,
+    DECISION_FILE,
+    OUTCOMES_FILE,
+    RunLayout,
+    TrajectoryState,
+    read_json,
+    read_state,
+)
+from patchfleet.runs.ledger import Ledger
+from patchfleet.runs.progress import RunProgress
+from patchfleet.runs.trajectories import row
+from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.sandbox.images import ImageBuilder, image_spec
+from patchfleet.selection.candidates import load_candidates_from_outcomes, merge_candidates
+from patchfleet.selection.model import Candidate, Decision
+
+NOT_STARTED = "BudgetExhausted"  # exit status of a trajectory the budget did not allow to start
+
+
+@dataclass(frozen=True)
+class SelectJob:
+    """What the select stage of one task receives (the same fields as `runs.fix_select.SelectionJob`)."""
+
+    task: Task
+    candidates: list[Candidate]
+    image: str
+    backend: DockerBackend | None
+    out_dir: Path  # <run>/<task id>/
+    config: RunConfig
+    trajectories: list[Path] = field(default_factory=list)
+
+
+Selector = Callable[[SelectJob], Decision]
+
+
+@dataclass
+class Services:
+    """What a run talks to; built from the config by `services`, or given by tests."""
+
+    backend: DockerBackend
+    builder: ImageBuilder
+    recipe: Callable[[Task], Any]
+    select: Selector
+    progress: RunProgress = field(default_factory=RunProgress)
+    evaluate: Callable[[list[Task], dict[str, EvalSpec], Path], dict[str, Any]] | None = None
+
+
+@dataclass
+class TaskResult:
+    instance_id: str
+    status: str  # done, incomplete (budget), error
+    resumed: bool = False
+    error: dict[str, str] | None = None
+    stage_time: dict[str, float] = field(default_factory=dict)
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+def run_batch(
+    config: RunConfig,
+    tasks: list[Task],
+    eval_specs: dict[str, EvalSpec],
+    services: Services,
+    *,
+    other_candidates: dict[str, list[Candidate]] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the batch; returns the summary, also written to `<out>/summary.json`."""
+    started = time.monotonic()
+    out = config.outputs.dir
+    layout = RunLayout(out)
+    run_id = _start_run_file(layout, config)
+    ledger = Ledger(config.ledger_url())
+    try:
+        ledger.rebuild(out)  # whatever a killed run left in the files, the index agrees with it
+        specs = plan(config.agent, config.parallel)
+        if config.budget is not None and not config.agent.limits.cost_limit:
+            raise ConfigError("--budget needs a per-trajectory cost limit (agent.limits.cost_limit > 0)")
+        spent = sum(_spent_in_files(layout, task.id) for task in tasks)
+        budget = Budget(config.budget, spent=spent)
+        services.progress.start(len(tasks), len(tasks) * len(specs), config.budget, spent)
+        context = _Context(config, layout, run_id, ledger, budget, services, specs, other_candidates or {})
+        with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="task") as pool:
+            results = list(pool.map(context.run_task, tasks))
+        predictions = write_predictions(layout, tasks)
+        evaluation = None
+        if config.evaluate and services.evaluate is not None:
+            services.progress.task("evaluation", "evaluate", f"{len(predictions)} predictions")
+            evaluation = services.evaluate(tasks, eval_specs, out / "eval")
+            services.progress.task_done("evaluation", "done")
+        summary = summarize(layout, run_id, tasks, results, budget, evaluation, time.monotonic() - started)
+        write_json_atomic(out / "summary.json", summary)
+        return summary
+    finally:
+        ledger.close()
+        services.progress.close()
+
+
+def _start_run_file(layout: RunLayout, config: RunConfig) -> str:
+    """The run's id, kept across resumes, and its config as last started."""
+    previous = read_json(layout.run_file, {}) or {}
+    run_id = previous.get("run_id") or uuid.uuid4().hex[:12]
+    document = {
+        "run_id": run_id,
+        "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
+        "resumed_at": datetime.now(UTC).isoformat() if previous else None,
+        "config": config.public(),
+    }
+    write_json_atomic(layout.run_file, document)
+    return run_id
+
+
+def _spent_in_files(layout: RunLayout, instance_id: str) -> float:
+    """What a task already cost in earlier runs: every trajectory file and attempt, plus booked stages."""
+    folder = layout.task_dir(instance_id)
+    files = [*folder.glob("*.traj.json"), *layout.attempts_dir(instance_id).glob("*.traj.json")]
+    stages = (read_json(layout.task_file(instance_id), {}) or {}).get("costs") or {}
+    return sum(read_state(path).cost for path in files) + sum(float(v or 0) for v in stages.values())
+
+
+@dataclass
+class _Context:
+    config: RunConfig
+    layout: RunLayout
+    run_id: str
+    ledger: Ledger
+    budget: Budget
+    services: Services
+    specs: list[TrajectorySpec]
+    others: dict[str, list[Candidate]]
+    llm_limiter: Limiter | None = None
+    sandbox_limiter: Limiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.config.max_llm_calls:
+            self.llm_limiter = threading.BoundedSemaphore(self.config.max_llm_calls)
+        if self.config.max_sandboxes:
+            self.sandbox_limiter = threading.BoundedSemaphore(self.config.max_sandboxes)
+
+    # -- one task -----------------------------------------------------------------------------------
+    def run_task(self, task: Task) -> TaskResult:
+        progress = self.services.progress
+        done = read_json(self.layout.prediction(task.id))
+        if isinstance(done, dict) and done.get("complete", True):
+            for spec in self.specs:
+                state = read_state(self.layout.trajectory(task.id, spec.index))
+                progress.trajectory_done(task.id, spec.index, state.exit_status or "missing", resumed=True)
+            progress.task_done(task.id, "done", "from an earlier run", resumed=True)
+            return TaskResult(task.id, "done", resumed=True)
+        status: dict[str, Any] = {"instance_id": task.id, "status": "running", "stage": "image", "costs": {}}
+        result = TaskResult(task.id, "running")
+        try:
+            image = self._stage(task, status, result, "image", lambda: self._image(task))
+            status["image"] = image
+            outcomes = self._stage(
+                task, status, result, "trajectories", lambda: self._trajectories(task, image)
+            )
+            candidates = self._stage(task, status, result, "candidates", lambda: self._candidates(task))
+            job = SelectJob(
+                task,
+                candidates,
+                image,
+                self.services.backend,
+                self.layout.task_dir(task.id),
+                self.config,
+                [o.path for o in outcomes if o.path.exists()],
+            )
+            decision = self._stage(task, status, result, "select", lambda: self._select(job))
+            complete = not any(o.exit_status == NOT_STARTED for o in outcomes)
+            write_prediction(self.layout, task.id, self.config.outputs.run_id, decision, candidates, complete)
+            result.status = "done" if complete else "incomplete"
+            status |= {"status": result.status, "stage": "done", "chosen": decision.chosen}
+        except Exception as exc:  # noqa: BLE001 - one task's failure is recorded; the others go on
+            error = ErrorInfo.of(exc).to_json()
+            result.status, result.error = "error", error
+            status |= {"status": "error", "error": error}
+        status["timings"] = result.stage_time
+        write_json_atomic(self.layout.task_file(task.id), status)
+        self.ledger.index_task(self.run_id, self.layout.out, task.id)
+        detail = (result.error or {}).get("message", "")[:120] if result.error else ""
+        progress.task_done(task.id, result.status, detail)
+        return result
+
+    def _stage(
+        self, task: Task, status: dict[str, Any], result: TaskResult, stage: str, work: Callable[[], Any]
+    ):
+        status["stage"] = stage
+        write_json_atomic(self.layout.task_file(task.id), status, durable=False)
+        self.services.progress.task(task.id, stage)
+        started = time.monotonic()
+        try:
+            return work()
+        finally:
+            result.stage_time[stage] = round(time.monotonic() - started, 3)
+            self.ledger.index_task(self.run_id, self.layout.out, task.id)
+
+    def _image(self, task: Task) -> str:
+        """The task's image; a sandbox that fails to start during the build is retried."""
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, SandboxError)),
+            stop=stop_after_attempt(self.config.retry.attempts),
+            wait=wait_exponential(multiplier=self.config.retry.initial_wait, max=self.config.retry.max_wait),
+            before_sleep=lambda state: self.services.progress.retry(
+                task.id, "the image", type(state.outcome.exception()).__name__
+            ),
+            reraise=True,
+        )
+        return retrying(lambda: self.services.builder.ensure(image_spec(task, self.services.recipe(task))))
+
+    # -- trajectories -------------------------------------------------------------------------------
+    def _trajectories(self, task: Task, image: str) -> list[TrajectoryOutcome]:
+        workers = self.config.parallel.max_workers or len(self.specs)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trajectory") as pool:
+            outcomes = list(pool.map(lambda spec: self._trajectory(task, image, spec), self.specs))
+        document = {"instance_id": task.id, "image": image, "trajectories": [row(o) for o in outcomes]}
+        write_json_atomic(self.layout.task_dir(task.id) / OUTCOMES_FILE, document)
+        return outcomes
+
+    def _trajectory(self, task: Task, image: str, spec: TrajectorySpec) -> TrajectoryOutcome:
+        path = self.layout.trajectory(task.id, spec.index)
+        state = read_state(path)
+        progress = self.services.progress
+        if state.finished and state.error_kind != "infrastructure":
+            progress.trajectory_done(task.id, spec.index, state.exit_status, resumed=True)
+            return outcome_from_state(spec, state)
+        outcome = _retrying(
+            self.config, lambda: self._attempt(task, image, spec), self._before_retry(task, spec)
+        )
+        progress.trajectory_done(
+            task.id, spec.index, outcome.exit_status, kind=outcome.error.kind if outcome.error else None
+        )
+        return outcome
+
+    def _attempt(self, task: Task, image: str, spec: TrajectorySpec) -> TrajectoryOutcome:
+        """One run of one trajectory within a budget reservation; an earlier file is kept in attempts/."""
+        path = self.layout.trajectory(task.id, spec.index)
+        _set_aside(self.layout, task.id, spec.index, path)
+        reservation = self.config.agent.limits.cost_limit if self.config.budget is not None else 0.0
+        if not self.budget.reserve(reservation):
+            return TrajectoryOutcome.failure(
+                spec,
+                path,
+                ErrorInfo(NOT_STARTED, "budget", "the run's budget does not allow another trajectory"),
+            )
+        spent = 0.0
+        try:
+
+            def sandbox(index: int):
+                labels = {"role": "agent", "task": task.id, "trajectory": str(index), "run": self.run_id}
+                return self.services.backend.start(self.config.sandbox.spec(image, labels))
+
+            def model(spec: TrajectorySpec, limiter: Limiter | None) -> Model:
+                def on_reply(reply: Reply, calls: int) -> None:
+                    self.services.progress.step(task.id, spec.index, calls, reply.cost)
+
+                return ReportingModel(spec.model.build(limiter=limiter), on_reply)
+
+            outcome = run_trajectory(
+                task, spec, sandbox, self.layout.out, self.llm_limiter, self.sandbox_limiter, model
+            )
+            spent = outcome.cost
+            return outcome
+        finally:
+            self.budget.settle(reservation, spent)
+
+    def _before_retry(self, task: Task, spec: TrajectorySpec) -> Callable[[TrajectoryOutcome], None]:
+        def report(outcome: TrajectoryOutcome) -> None:
+            self.services.progress.retry(task.id, f"trajectory {spec.index}", outcome.exit_status)
+
+        return report
+
+    # -- candidates and selection -------------------------------------------------------------------
+    def _candidates(self, task: Task) -> list[Candidate]:
+        loaded = load_candidates_from_outcomes(self.layout.task_dir(task.id) / OUTCOMES_FILE)
+        ours = loaded.candidates.get(task.id, [])
+        return merge_candidates(ours, self.others.get(task.id, []))
+
+    def _select(self, job: SelectJob) -> Decision:
+        decision = self.services.select(job)
+        folder = job.out_dir
+        if not (folder / CANDIDATES_FILE).exists():
+            write_json_atomic(folder / CANDIDATES_FILE, [c.model_dump(mode="json") for c in job.candidates])
+        write_json_atomic(folder / DECISION_FILE, decision.model_dump(mode="json"))
+        return decision
+
+
+def _retrying(
+    config: RunConfig,
+    attempt: Callable[[], TrajectoryOutcome],
+    before_retry: Callable[[TrajectoryOutcome], None],
+) -> TrajectoryOutcome:
+    """Run `attempt` again while it ends in an infrastructure failure, up to the configured attempts."""
+
+    def infrastructure(outcome: TrajectoryOutcome) -> bool:
+        return bool(outcome.error and outcome.error.kind == "infrastructure")
+
+    retrying = Retrying(
+        retry=retry_if_result(infrastructure),
+        stop=stop_after_attempt(config.retry.attempts),
+        wait=wait_exponential(multiplier=config.retry.initial_wait, max=config.retry.max_wait),
+        before_sleep=lambda state: before_retry(state.outcome.result()),
+        retry_error_callback=lambda state: state.outcome.result(),
+    )
+    return retrying(attempt)
+
+
+def _set_aside(layout: RunLayout, instance_id: str, index: int, path: Path) -> None:
+    """Keep an earlier attempt's file (its cost was spent; its steps are evidence) out of the way."""
+    if not path.exists():
+        return
+    folder = layout.attempts_dir(instance_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 1 + sum(1 for _ in folder.glob(f"{index}.*.traj.json"))
+    path.replace(folder / f"{index}.{number}.traj.json")
+
+
+def outcome_from_state(spec: TrajectorySpec, state: TrajectoryState) -> TrajectoryOutcome:
+    error = state.error
+    return TrajectoryOutcome(
+        spec.index,
+        state.path,
+        state.exit_status,
+        submission=state.submission,
+        model=state.model,
+        variant=state.variant,
+        temperature=state.temperature,
+        steps=state.steps,
+        cost=state.cost,
+        error=ErrorInfo(error.get("class", ""), error.get("kind", ""), error.get("message", ""))
+        if error
+        else None,
+    )
+
+
+class ReportingModel:
+    """A model that tells the progress display about every reply (step count and cost)."""
+
+    def __init__(self, inner: Model, on_reply: Callable[[Reply, int], None]) -> None:
+        self.inner = inner
+        self.stats = inner.stats
+        self.on_reply = on_reply
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def query(self, messages: list[dict[str, Any]], **kwargs: Any) -> Reply:
+        reply = self.inner.query(messages, **kwargs)
+        self.on_reply(reply, self.stats.calls)
+        return reply
+
+
+# -- selection without the pipeline -------------------------------------------------------------------
+
+
+def majority_select(job: SelectJob) -> Decision:
+    """The candidate proposed by the most sources (trajectories and other systems); ties go to the smaller
+    patch, then the id. A stand-in until `selection.pipeline.select_task` is available, and a baseline."""
+    ranking = sorted(job.candidates, key=lambda c: (-len(c.sources), c.size, c.id))
+    reasons = [f"{c.id}: {len(c.sources)} source(s), {c.size} changed line(s)" for c in ranking]
+    if not ranking:
+        reasons = ["no trajectory or predictions file proposed a non-empty patch"]
+    return Decision(
+        instance_id=job.task.id,
+        policy="majority",
+        chosen=ranking[0].id if ranking else None,
+        ranking=[c.id for c in ranking],
+        reasons=reasons,
+        scores={c.id: {"sources": len(c.sources), "size": c.size} for c in ranking},
+    )
+
+
+def default_selector() -> Selector:
+    """The lead's selection pipeline when it is installed, else `majority_select`."""
+    try:
+        from patchfleet.selection import pipeline
+    except ImportError:
+        return majority_select
+    select_task = getattr(pipeline, "select_task", None)
+    if select_task is None:
+        return majority_select
+
+    def pipeline_select(job: SelectJob) -> Decision:
+        return select_task(
+            job.task,
+            job.candidates,
+            config=job.config.selection,
+            out_dir=job.out_dir,
+            image=job.image,
+            backend=job.backend,
+            agent=job.config.agent,
+            trajectories=job.trajectories,
+        )
+
+    return pipeline_select
+
+
+# -- outputs ------------------------------------------------------------------------------------------
+
+
+def write_prediction(
+    layout: RunLayout,
+    instance_id: str,
+    run_name: str,
+    decision: Decision,
+    candidates: list[Candidate],
+    complete: bool,
+) -> dict[str, Any]:
+    """The task's final answer (its presence, with `complete`, marks the task done for resume)."""
+    chosen = next((c for c in candidates if c.id == decision.chosen), None)
+    document = {
+        "instance_id": instance_id,
+        "model_name_or_path": run_name,
+        "model_patch": chosen.patch if chosen else "",
+        "candidate_id": decision.chosen,
+        "policy": decision.policy,
+        "sources": [s.model_dump(mode="json") for s in chosen.sources] if chosen else [],
+        "complete": complete,
+    }
+    write_json_atomic(layout.prediction(instance_id), document)
+    return document
+
+
+def write_predictions(layout: RunLayout, tasks: list[Task]) -> list[dict[str, Any]]:
+    """preds.jsonl (canonical, with the chosen candidate's sources) and preds.json (what sb-cli takes)."""
+    rows = [doc for task in tasks if isinstance(doc := read_json(layout.prediction(task.id)), dict)]
+    write_text_atomic(
+        layout.out / "preds.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    )
+    keep = ("instance_id", "model_name_or_path", "model_patch")
+    write_json_atomic(layout.out / "preds.json", {r["instance_id"]: {k: r[k] for k in keep} for r in rows})
+    return rows
+
+
+def summarize(
+    layout: RunLayout,
+    run_id: str,
+    tasks: list[Task],
+    results: list[TaskResult],
+    budget: Budget,
+    evaluation: dict[str, Any] | None,
+    wall_time: float,
+) -> dict[str, Any]:
+    """Counts from the files: tasks by status, trajectories by outcome with infrastructure failures apart
+    (final ones, and attempts that were retried), costs, and the evaluation's figures."""
+    outcomes: Counter[str] = Counter()
+    agent_failures: Counter[str] = Counter()
+    infra_failures: Counter[str] = Counter()
+    retried: Counter[str] = Counter()
+    for task in tasks:
+        for path in layout.task_dir(task.id).glob("*.traj.json"):
+            state = read_state(path)
+            outcomes[state.exit_status] += 1
+            if state.error_kind == "infrastructure":
+                infra_failures[state.exit_status] += 1
+            elif state.error_kind in ("agent", "config", "internal"):
+                agent_failures[state.exit_status] += 1
+        for path in layout.attempts_dir(task.id).glob("*.traj.json"):
+            retried[read_state(path).exit_status] += 1
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "tasks": len(tasks),
+        "task_status": dict(Counter(r.status for r in results)),
+        "resumed_tasks": sum(r.resumed for r in results),
+        "task_errors": {r.instance_id: r.error for r in results if r.error},
+        "trajectories": dict(outcomes),
+        "agent_failures": dict(agent_failures),
+        "infrastructure_failures": dict(infra_failures),
+        "earlier_attempts": dict(retried),  # killed mid-run ("Running") or infrastructure failures, redone
+        "predictions": sum(1 for r in results if r.status in ("done", "incomplete")),
+        "cost": round(budget.spent, 6),
+        "budget": budget.limit,
+        "wall_time": round(wall_time, 3),
+        "stage_time": {r.instance_id: r.stage_time for r in results if r.stage_time},
+    }
+    if evaluation is not None:
+        summary["evaluation"] = {
+            k: evaluation.get(k)
+            for k in ("resolved_instances", "unresolved_instances", "error_instances", "submitted_instances")
+        }
+        summary["evaluation"]["resolved_ids"] = evaluation.get("resolved_ids")
+    return summary

@@ -1,0 +1,185 @@
+"""From a `RunConfig` to a running batch: load the tasks and other systems' candidates, connect Docker,
+pick the recipes, the selector and the evaluator, then call `runs.batch.run_batch`. Everything that can
+be wrong with the input fails here, before any image is built (a `ConfigError`, exit code 2 in the CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from patchfleet.data.loaders import load_predictions, load_tasks
+from patchfleet.data.recipes import load_specs, recipe_for
+from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder, RepoSource
+from patchfleet.data.task import EvalSpec, Task
+from patchfleet.errors import ConfigError
+from patchfleet.runs.batch import Selector, Services, default_selector, run_batch
+from patchfleet.runs.config import RunConfig, model_shorthands
+from patchfleet.runs.progress import RunProgress
+from patchfleet.runs.trajectories import check_models
+from patchfleet.sandbox.base import Network
+from patchfleet.sandbox.images import ImageBuilder
+from patchfleet.sandbox.trust import HostTrust
+from patchfleet.selection.candidates import load_candidates_from_predictions, merge_loaded
+from patchfleet.selection.model import Candidate
+
+
+def repo_source(config: RunConfig) -> RepoSource:
+    data = config.data
+    if data.mirrors and data.local:
+        raise ConfigError("give --mirrors or --local, not both")
+    if data.local:
+        return LocalCheckout(path=data.local)
+    return MirrorFolder(root=data.mirrors, layout=data.layout) if data.mirrors else CloneUrl()
+
+
+def load_run_tasks(config: RunConfig, warn: Callable[[str], None]) -> tuple[list[Task], dict[str, EvalSpec]]:
+    if not config.data.dataset:
+        raise ConfigError("no dataset: pass --dataset (or set data.dataset in --config)")
+    loaded = load_tasks(config.data.dataset, instance_ids=config.data.instance_ids or None)
+    for error in loaded.errors:
+        warn(f"skipped: {error}")
+    if loaded.missing_ids:
+        raise ConfigError(
+            f"unknown or invalid instance id(s) in {config.data.dataset}: {', '.join(loaded.missing_ids)}"
+        )
+    if not loaded.tasks:
+        raise ConfigError(f"no task to run in {config.data.dataset}")
+    return loaded.tasks, loaded.eval_specs
+
+
+def other_candidates(config: RunConfig, warn: Callable[[str], None]) -> dict[str, list[Candidate]]:
+    """Other systems' predictions files as candidates, by instance (ensembling)."""
+    for path in config.data.candidates:
+        if not Path(path).is_file():
+            raise ConfigError(f"--candidates {path}: no such file")
+    loaded = merge_loaded(*(load_candidates_from_predictions(p) for p in config.data.candidates))
+    for error in loaded.errors:
+        warn(f"candidates: {error}")
+    return loaded.candidates
+
+
+def build_services(
+    config: RunConfig,
+    *,
+    select: Selector | None = None,
+    progress: RunProgress | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Services:
+    from patchfleet.runs.evaluation import Evaluator, run_evaluation
+
+    source = repo_source(config)
+    specs = load_specs(config.data.recipes)
+    backend = config.sandbox.backend(HostTrust.from_env())
+
+    def recipe(task: Task):
+        return recipe_for(task, source, specs)
+
+    builder = ImageBuilder(backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log)
+
+    def evaluate(tasks: list[Task], eval_specs: dict[str, EvalSpec], out: Path) -> dict[str, Any]:
+        predictions, errors = load_predictions(config.outputs.dir / "preds.jsonl")
+        for error in errors:
+            log(f"predictions: {error}")
+        evaluator = Evaluator(
+            backend,
+            source,
+            out,
+            recipes=recipe,
+            allow_pull=config.sandbox.allow_pull,
+            network=Network.BRIDGE,
+            log=log,
+        )
+        return run_evaluation(
+            evaluator,
+            tasks,
+            eval_specs,
+            predictions,
+            workers=config.eval_workers,
+            run_id=config.outputs.run_id,
+        )
+
+    return Services(
+        backend=backend,
+        builder=builder,
+        recipe=recipe,
+        select=select or default_selector(),
+        progress=progress or RunProgress(),
+        evaluate=evaluate,
+    )
+
+
+def run(
+    config: RunConfig,
+    *,
+    select: Selector | None = None,
+    progress: RunProgress | None = None,
+    warn: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Check everything, then run (or resume) the batch; returns its summary."""
+    if config.executor == "ray":
+        raise ConfigError("--executor ray is not available yet; use --executor local")
+    tasks, eval_specs = load_run_tasks(config, warn)
+    check_models(config.agent, config.parallel)
+    others = other_candidates(config, warn)
+    services = build_services(config, select=select, progress=progress, log=warn)
+    return run_batch(config, tasks, eval_specs, services, other_candidates=others)
+
+
+def batch_shorthands(
+    *,
+    dataset: str | None = None,
+    instance_ids: list[str] | None = None,
+    model: str | None = None,
+    models: list[str] | None = None,
+    api_base: str | None = None,
+    samples: int | None = None,
+    temperatures: str | None = None,
+    policy: str | None = None,
+    workers: int | None = None,
+    budget: float | None = None,
+    candidates: list[Path] | None = None,
+    evaluate: bool | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    db: str | None = None,
+    out: Path | None = None,
+    mirrors: Path | None = None,
+    layout: str | None = None,
+    local: Path | None = None,
+    recipes: Path | None = None,
+    pull: bool | None = None,
+    docker_host: str | None = None,
+    max_llm_calls: int | None = None,
+    max_sandboxes: int | None = None,
+) -> dict[str, Any]:
+    """`patchfleet batch` flags as the `RunConfig` keys they stand for (None: not given)."""
+    keys: dict[str, Any] = {
+        "data.dataset": dataset,
+        "data.instance_ids": instance_ids or None,
+        "data.candidates": [str(p) for p in candidates] if candidates else None,
+        "data.mirrors": mirrors,
+        "data.layout": layout,
+        "data.local": local,
+        "data.recipes": recipes,
+        "parallel.n": samples,
+        "selection.policy": policy,
+        "workers": workers,
+        "budget": budget,
+        "evaluate": evaluate,
+        "executor": executor,
+        "ray_address": ray_address,
+        "db": db,
+        "outputs.dir": out,
+        "sandbox.allow_pull": pull,
+        "sandbox.docker_host": docker_host,
+        "max_llm_calls": max_llm_calls,
+        "max_sandboxes": max_sandboxes,
+    }
+    if temperatures is not None:
+        try:
+            keys["parallel.temperatures"] = [float(t) for t in temperatures.split(",") if t.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--temperatures {temperatures!r}: {exc}") from exc
+    return {**keys, **model_shorthands(model, api_base, models or ())}

@@ -1,0 +1,150 @@
+"""The batch's scheduling without Docker: scripted models, sandboxes that are git repositories on the host
+(tests/fakes/local_sandbox.py), so budget, retries, resume and failure isolation are checked in seconds."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from fakes.local_sandbox import CALC_BUG, LocalSandbox, make_repo
+
+from patchfleet.agent.config import SUBMIT_COMMAND
+from patchfleet.data.task import Task
+from patchfleet.errors import ConfigError, SandboxStartError
+from patchfleet.runs.batch import Services, majority_select, run_batch
+from patchfleet.runs.config import RunConfig
+from patchfleet.runs.ledger import Ledger
+
+FIX = [
+    "THOUGHT: look\n\n```bash\ncat calc.py\n```",
+    "THOUGHT: fix\n\n```bash\nsed -i 's/a - b/a + b/' calc.py\n```",
+    f"THOUGHT: done\n\n```bash\n{SUBMIT_COMMAND} && git diff\n```",
+]
+
+
+class HostBackend:
+    """A fresh host-side repository per sandbox; the first `fail_first` starts fail (infrastructure)."""
+
+    def __init__(self, root: Path, fail_first: int = 0) -> None:
+        self.root, self.fail_first = root, fail_first
+        self.starts = 0
+        self._lock = threading.Lock()
+        self._numbers = itertools.count()
+
+    def start(self, spec):
+        with self._lock:
+            self.starts += 1
+            if self.starts <= self.fail_first:
+                raise SandboxStartError("injected: the engine refused to start a container")
+            number = next(self._numbers)
+        return LocalSandbox(make_repo(self.root / f"sandbox-{number}", CALC_BUG))
+
+
+class Builder:
+    def ensure(self, spec) -> str:
+        return "local-fake"
+
+
+def recipe(task: Task):
+    if task.id == "bad-1":
+        raise ConfigError("no environment recipe for this task")
+    from patchfleet.data.recipes import Recipe
+
+    return Recipe(
+        repo=task.repo,
+        version="1",
+        distro="bookworm",
+        python="3.11",
+        env_steps=(),
+        env_vars=(),
+        instance_steps=(),
+        test_cmd="pytest",
+        parser="parse_log_pytest",
+    )
+
+
+def tasks(*ids: str) -> list[Task]:
+    return [
+        Task(id=i, repo="local/calc", base_commit="HEAD", problem_statement="add() subtracts") for i in ids
+    ]
+
+
+def config(tmp_path: Path, *overrides: str) -> RunConfig:
+    replies = json.dumps(FIX)
+    return RunConfig.load(
+        None,
+        [
+            f"outputs.dir={tmp_path / 'out'}",
+            f"agent.model={{type: scripted, cost_per_call: 0.01, replies: {replies}}}",
+            "agent.limits.cost_limit=0.05",
+            "parallel.n=2",
+            "workers=2",
+            "retry.initial_wait=0",
+            *overrides,
+        ],
+    )
+
+
+def services(tmp_path: Path, backend: HostBackend) -> Services:
+    return Services(backend=backend, builder=Builder(), recipe=recipe, select=majority_select)  # type: ignore[arg-type]
+
+
+def test_a_batch_selects_writes_predictions_and_a_bad_task_fails_alone(tmp_path):
+    run = config(tmp_path)
+    summary = run_batch(run, tasks("a-1", "bad-1", "a-2"), {}, services(tmp_path, HostBackend(tmp_path)))
+    out = run.outputs.dir
+    assert summary["task_status"] == {"done": 2, "error": 1}
+    assert summary["task_errors"]["bad-1"]["kind"] == "config"
+    assert summary["trajectories"] == {"Submitted": 4}
+    assert summary["cost"] == pytest.approx(4 * 3 * 0.01)
+    preds = json.loads((out / "preds.json").read_text())
+    assert sorted(preds) == ["a-1", "a-2"]
+    assert "+    return a + b" in preds["a-1"]["model_patch"]
+    canonical = [json.loads(line) for line in (out / "preds.jsonl").read_text().splitlines()]
+    assert [len(row["sources"]) for row in canonical] == [2, 2]  # both trajectories proposed the fix
+    with Ledger(run.ledger_url()) as ledger:
+        run_id = json.loads((out / "run.json").read_text())["run_id"]
+        assert ledger.counts(run_id) == {"Submitted": 4}
+        assert ledger.total_cost(run_id) == pytest.approx(summary["cost"])
+
+    # the same run again does nothing: every task is done
+    backend = HostBackend(tmp_path / "again")
+    again = run_batch(run, tasks("a-1", "bad-1", "a-2"), {}, services(tmp_path, backend))
+    assert backend.starts == 0 and again["resumed_tasks"] == 2
+    assert json.loads((out / "preds.json").read_text()) == preds
+
+
+def test_the_budget_is_never_exceeded_and_the_rest_resumes_with_more(tmp_path):
+    # each trajectory reserves its cost limit (0.05) and spends 0.03: with 0.12, a third one starts only
+    # once two have settled (0.06 + 0.05), and a fourth never (0.09 + 0.05)
+    run = config(tmp_path, "budget=0.12")
+    summary = run_batch(run, tasks("a-1", "a-2", "a-3"), {}, services(tmp_path, HostBackend(tmp_path)))
+    assert summary["cost"] <= 0.12 + 1e-9
+    assert summary["trajectories"].get("Submitted") == 3
+    assert summary["task_status"].get("incomplete", 0) >= 1
+    # a bigger budget finishes the missing trajectories only
+    more = config(tmp_path, "budget=1.0")
+    backend = HostBackend(tmp_path / "more")
+    summary = run_batch(more, tasks("a-1", "a-2", "a-3"), {}, services(tmp_path, backend))
+    assert backend.starts == 3 and summary["trajectories"] == {"Submitted": 6}
+    assert summary["task_status"] == {"done": 3} and summary["cost"] == pytest.approx(0.18)
+
+
+def test_infrastructure_failures_are_retried_and_counted_apart(tmp_path):
+    run = config(tmp_path, "parallel.n=1", "workers=1")
+    backend = HostBackend(tmp_path, fail_first=2)
+    summary = run_batch(run, tasks("a-1"), {}, services(tmp_path, backend))
+    assert backend.starts == 3  # two failed starts, then the trajectory ran
+    assert summary["trajectories"] == {"Submitted": 1}
+    assert summary["earlier_attempts"] == {"SandboxStartError": 2}
+    assert summary["infrastructure_failures"] == {}
+    assert len(list((run.outputs.dir / "a-1" / "attempts").glob("0.*.traj.json"))) == 2
+
+
+def test_a_budget_needs_a_cost_limit(tmp_path):
+    run = config(tmp_path, "budget=1", "agent.limits.cost_limit=0")
+    with pytest.raises(ConfigError, match="cost limit"):
+        run_batch(run, tasks("a-1"), {}, services(tmp_path, HostBackend(tmp_path)))
