@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,9 @@ from patchfleet.errors import ConfigError, PatchfleetError
 
 # TODO(lead, runs/fix): the bot calls `patchfleet.runs.fix.bot_fix` when that module defines it:
 #     bot_fix(repo_path: Path, issue_title: str, issue_body: str, *, model: str | None, samples: int,
-#             policy: str | None, budget: float | None) -> patchfleet.runs.github.bot.FixResult
+#             policy: str | None, budget: float | None, overrides: tuple[str, ...] = ())
+#         -> patchfleet.runs.github.bot.FixResult
+# (`overrides` are dotted agent-config settings such as model.api_base="...")
 # (patch = the chosen diff against the checkout's HEAD, summary, rationale Markdown with the tests written,
 # how each candidate fared, verifier scores and the decision, cost in dollars, outcome "patched" or why not).
 # Until then the bot reports on the issue that `patchfleet fix` is not available yet.
@@ -80,6 +83,13 @@ def bot(
     samples: Annotated[int, typer.Option(min=1, help="trajectories to run")] = 4,
     policy: Annotated[str | None, typer.Option(help="selection policy")] = None,
     budget: Annotated[float | None, typer.Option(help="dollar budget of the run")] = None,
+    api_base: Annotated[
+        str | None, typer.Option(help="the model's endpoint (OpenAI-compatible etc.)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted agent-config override, e.g. limits.step_limit=50"),
+    ] = None,
     fix: Annotated[str | None, typer.Option(help="module:function to call instead of patchfleet fix")] = None,
 ) -> None:
     """Answer a GitHub issue event: run patchfleet fix on the checkout and open or update a draft PR."""
@@ -106,7 +116,10 @@ def bot(
         if not repo:
             raise ConfigError("no repository: set GITHUB_REPOSITORY or --repo")
         payload = load_event(event_path)
-        fix_function = load_fix(fix, model=model, samples=samples, policy=policy, budget=budget)
+        overrides = ([f"model.api_base={json.dumps(api_base)}"] if api_base else []) + list(set_ or [])
+        fix_function = load_fix(
+            fix, model=model, samples=samples, policy=policy, budget=budget, overrides=tuple(overrides)
+        )
         run_id = os.environ.get("GITHUB_RUN_ID")
         config = BotConfig(
             label=label,

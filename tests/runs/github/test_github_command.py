@@ -105,13 +105,10 @@ def test_the_default_fix_is_patchfleet_fix_with_the_commands_options():
     bot_fix = _bot_fix()
     if bot_fix is None:
         pytest.skip(f"{FIX_MODULE}.{FIX_FUNCTION} is not there yet")
-    fix = load_fix(None, model="openai/m", samples=3, policy=None, budget=2.0)
-    assert fix.func is bot_fix and fix.keywords == {
-        "model": "openai/m",
-        "samples": 3,
-        "policy": None,
-        "budget": 2.0,
-    }
+    fix = load_fix(None, model="openai/m", samples=3, policy=None, budget=2.0, overrides=("a.b=1",))
+    assert fix.func is bot_fix
+    expected = {"model": "openai/m", "samples": 3, "policy": None, "budget": 2.0, "overrides": ("a.b=1",)}
+    assert fix.keywords == expected
 
 
 def test_without_patchfleet_fix_the_issue_is_told_so_and_the_step_fails(gh, checkout, actions_env):
