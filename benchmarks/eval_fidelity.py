@@ -30,7 +30,7 @@ from patchfleet.data.loaders import load_predictions, load_tasks
 from patchfleet.data.recipes import recipe_for
 from patchfleet.data.sources import MirrorFolder
 from patchfleet.data.task import Prediction
-from patchfleet.runs.evaluation import Evaluator, run_evaluation
+from patchfleet.runs.evaluation import Evaluator, instance_dir, run_evaluation
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import image_spec
 from patchfleet.sandbox.trust import HostTrust
@@ -73,7 +73,8 @@ def why_not_resolved(work: Path, run_id: str, instance_id: str, error: str | Non
     if error:
         return error
     try:
-        report = json.loads((work / run_id / instance_id / "report.json").read_text())[instance_id]
+        report = json.loads((instance_dir(work, run_id, "gold", instance_id) / "report.json").read_text())
+        report = report[instance_id]
     except (OSError, ValueError, KeyError):
         return "unresolved (no report)"
     status = report.get("tests_status", {})

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swebench.harness.constants import END_TEST_OUTPUT
+from swebench.harness.constants import (
+    END_TEST_OUTPUT,
+    LOG_REPORT,
+    LOG_TEST_OUTPUT,
+    RUN_EVALUATION_LOG_DIR,
+)
 from swebench.harness.run_evaluation import GIT_APPLY_CMDS
 
 from patchfleet.atomic import write_json_atomic
@@ -46,6 +51,18 @@ HARNESS_CHAIN = [*GIT_APPLY_CMDS, RESET_TREE, "no baseline exclusions"]
 # how a patch got applied, when the verdict does not depend on which chain was tried
 STABLE_METHODS = {GIT_APPLY_CMDS[0], "empty"}
 RecipeLookup = Callable[[Task], Recipe]
+DEFAULT_RUN_ID = "patchfleet"
+
+
+def instance_dir(out_dir: Path, run_id: str, model: str, instance_id: str) -> Path:
+    """Where one instance's logs and report go, as the harness lays them out under its working directory:
+    `<out>/logs/run_evaluation/<run_id>/<model>/<instance_id>/` (a `/` in the model name becomes `__`)."""
+    return out_dir / RUN_EVALUATION_LOG_DIR / run_id / model.replace("/", "__") / instance_id
+
+
+def run_report_path(out_dir: Path, run_id: str, model: str) -> Path:
+    """The run report, named as the harness names it: `<out>/<model>.<run_id>.json`."""
+    return out_dir / f"{model.replace('/', '__')}.{run_id}.json"
 
 
 @dataclass
@@ -80,9 +97,11 @@ class Evaluator:
         network: Network = Network.BRIDGE,
         reinstall: bool = True,
         log: Callable[[str], None] | None = None,
+        run_id: str = DEFAULT_RUN_ID,
     ) -> None:
         self.backend = backend
         self.out_dir = out_dir
+        self.run_id = run_id  # names the log folder of `evaluate` calls that do not give their own
         self.recipes = recipes or (lambda task: recipe_for(task, source))
         self.builder = ImageBuilder(backend, repo_source=source, allow_pull=allow_pull, log=log)
         self.test_timeout = test_timeout
@@ -95,9 +114,11 @@ class Evaluator:
         self._recipe_of: dict[str, Recipe] = {}
         self.verdicts = VerdictCache(out_dir, chain=HARNESS_CHAIN, stable_methods=STABLE_METHODS)
 
-    def evaluate(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome:
+    def evaluate(
+        self, task: Task, spec: EvalSpec, prediction: Prediction, *, run_id: str | None = None
+    ) -> Outcome:
         outcome = Outcome(task.id)
-        folder = self.out_dir / prediction.model_name_or_path.replace("/", "__") / task.id
+        folder = instance_dir(self.out_dir, run_id or self.run_id, prediction.model_name_or_path, task.id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "patch.diff").write_text(prediction.model_patch, encoding="utf-8", errors="surrogateescape")
         try:
@@ -114,9 +135,10 @@ class Evaluator:
             outcome.error = f"{type(exc).__name__}: {exc}"
             log = getattr(exc, "log", "")
             (folder / "error.txt").write_text(outcome.error + ("\n\n" + log if log else "") + "\n")
+            (folder / LOG_REPORT).unlink(missing_ok=True)  # the harness: no report.json, not completed
         else:
             (folder / "error.txt").unlink(missing_ok=True)
-            write_json_atomic(folder / "report.json", outcome.report)
+            write_json_atomic(folder / LOG_REPORT, outcome.report)
         return outcome
 
     def cached(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome | None:
@@ -185,7 +207,7 @@ class Evaluator:
             result = sandbox.exec(f"bash {EVAL_SCRIPT}", timeout=self.test_timeout, output_limit=LOG_LIMIT)
             timings["tests"] = time.monotonic() - before_tests
         log = result.output
-        (folder / "test_output.txt").write_text(log, encoding="utf-8")
+        (folder / LOG_TEST_OUTPUT).write_text(log, encoding="utf-8")
         if result.timed_out:
             raise EvaluationTimeout(f"tests timed out after {self.test_timeout:.0f}s")
         if END_TEST_OUTPUT not in log:
@@ -229,13 +251,26 @@ def run_evaluation(
     predictions: dict[str, Prediction],
     *,
     workers: int = 1,
-    run_id: str = "patchfleet",
+    run_id: str | None = None,
+    dataset_ids: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every task that has a prediction; write per-instance reports and a run summary."""
-    todo = [task for task in tasks if task.id in predictions]
+    """Evaluate every task that has a non-empty prediction and write the run report, as the harness does.
+
+    Per-instance files go to `instance_dir`, the report to `run_report_path` (named after the first
+    prediction's model, as `make_run_report` names it). `total_instances` counts `dataset_ids` (the
+    dataset, or the ids asked for; default: `tasks`); an empty patch is not run but listed under
+    `empty_patch_ids`. The report also holds `errors` (why each error instance failed) and `timings`.
+    """
+    run_id = run_id or evaluator.run_id
+    tasks = list(tasks)
+    dataset = set(dataset_ids) if dataset_ids is not None else {t.id for t in tasks}
+    empty = {i for i, p in predictions.items() if not p.model_patch}
+    todo = [task for task in tasks if task.id in predictions and task.id not in empty]
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        futures = {pool.submit(evaluator.evaluate, t, specs[t.id], predictions[t.id]): t for t in todo}
+        futures = {
+            pool.submit(evaluator.evaluate, t, specs[t.id], predictions[t.id], run_id=run_id): t for t in todo
+        }
         for future in as_completed(futures):
             try:
                 outcome = future.result()
@@ -243,12 +278,33 @@ def run_evaluation(
                 outcome = Outcome(futures[future].id, error=f"internal: {type(exc).__name__}: {exc}")
             outcomes.append(outcome)
             verdict = "error" if outcome.error else ("resolved" if outcome.resolved else "unresolved")
+            cached = " (verdict from the cache)" if "cached" in outcome.timings else ""
             evaluator.log(
-                f"{outcome.instance_id}: {verdict}" + (f" ({outcome.error})" if outcome.error else "")
+                f"{outcome.instance_id}: {verdict}{cached}" + (f" ({outcome.error})" if outcome.error else "")
             )
     reports = {o.instance_id: o.report[o.instance_id] for o in outcomes if o.report}
     errors = {o.instance_id: o.error for o in outcomes if o.error}
-    summary = summarize(reports, {t.id for t in todo}, errors)  # type: ignore[arg-type]
+    logs = {}
+    for o in outcomes:  # what the harness classifies infrastructure failures from
+        if not o.resolved:
+            folder = instance_dir(
+                evaluator.out_dir, run_id, predictions[o.instance_id].model_name_or_path, o.instance_id
+            )
+            logs[o.instance_id] = "\n".join(
+                path.read_text(errors="replace")
+                for path in (folder / LOG_TEST_OUTPUT, folder / "error.txt")
+                if path.is_file()
+            )
+    summary = summarize(
+        reports,
+        set(predictions),
+        errors,  # type: ignore[arg-type]
+        dataset_ids=dataset,
+        empty_patch_ids=empty & dataset,  # the harness looks only at the dataset's
+        logs=logs,
+    )
     summary["timings"] = {o.instance_id: o.timings for o in outcomes}
-    write_json_atomic(evaluator.out_dir / f"{run_id}.summary.json", summary)
+    if predictions:
+        model = next(iter(predictions.values())).model_name_or_path
+        write_json_atomic(run_report_path(evaluator.out_dir, run_id, model), summary)
     return summary

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from patchfleet.data.loaders import load_predictions, load_tasks
 from patchfleet.data.recipes import Recipe
 from patchfleet.data.sources import LocalCheckout
-from patchfleet.runs.evaluation import Evaluator, run_evaluation
+from patchfleet.runs.evaluation import Evaluator, instance_dir, run_evaluation
 
 pytestmark = pytest.mark.docker
 
@@ -88,15 +88,18 @@ def test_gold_resolves_wrong_does_not_and_a_broken_patch_is_an_error(
     )
     summary = run_evaluation(evaluator, loaded.tasks, loaded.eval_specs, predictions, workers=2, run_id="t")
     assert summary["resolved_ids"] == ["local__calc-1"]
-    assert summary["unresolved_ids"] == ["local__calc-2", "local__calc-4"]
+    # as the harness: an empty patch is not run, and counted apart
+    assert summary["unresolved_ids"] == ["local__calc-2"] and summary["empty_patch_ids"] == ["local__calc-4"]
     assert (
         summary["error_ids"] == ["local__calc-3"] and "PatchApplyError" in summary["errors"]["local__calc-3"]
     )
-    report = json.loads((tmp_path / "gold" / "local__calc-1" / "report.json").read_text())["local__calc-1"]
+    logs = tmp_path / "logs" / "run_evaluation" / "t" / "gold"  # the harness's layout
+    report = json.loads((logs / "local__calc-1" / "report.json").read_text())["local__calc-1"]
     assert report["tests_status"]["FAIL_TO_PASS"]["success"] == ["test_hidden.py::test_add"]
-    wrong = json.loads((tmp_path / "gold" / "local__calc-2" / "report.json").read_text())["local__calc-2"]
+    wrong = json.loads((logs / "local__calc-2" / "report.json").read_text())["local__calc-2"]
     assert wrong["tests_status"]["FAIL_TO_PASS"]["failure"] == ["test_hidden.py::test_add"]
-    assert (tmp_path / "t.summary.json").exists()
+    assert json.loads((tmp_path / "gold.t.json").read_text()) == summary  # <model>.<run_id>.json
+    assert summary["total_instances"] == 4 and summary["submitted_instances"] == 4
 
 
 def test_eval_command_with_gold_predictions_and_user_recipes(dataset, sample_repo, base_image, tmp_path):
@@ -121,8 +124,11 @@ def test_eval_command_with_gold_predictions_and_user_recipes(dataset, sample_rep
             "gold",
             "--dataset",
             str(dataset),
-            "--instance-ids",
+            "--instance-ids",  # several ids after one flag, as the harness's --instance_ids
             "local__calc-1",
+            "local__calc-2",
+            "--workers",
+            "2",
             "--out",
             str(tmp_path / "out"),
             "--no-pull",
@@ -135,7 +141,11 @@ def test_eval_command_with_gold_predictions_and_user_recipes(dataset, sample_rep
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "resolved 1 / 1 submitted" in result.output
+    assert "resolved 2 / 2 submitted" in result.output
+    report = json.loads((tmp_path / "out" / "gold.patchfleet.json").read_text())
+    assert report["total_instances"] == 2 and report["resolved_ids"] == ["local__calc-1", "local__calc-2"]
+    logs = tmp_path / "out" / "logs" / "run_evaluation" / "patchfleet" / "gold"
+    assert sorted(path.parent.name for path in logs.glob("*/report.json")) == report["resolved_ids"]
 
 
 def test_verdicts_are_cached_by_content_and_a_bug_in_one_instance_does_not_stop_the_batch(
@@ -162,7 +172,7 @@ def test_verdicts_are_cached_by_content_and_a_bug_in_one_instance_does_not_stop_
     again = evaluator.evaluate(task, spec, first.model_copy(update={"model_name_or_path": "other"}))
     assert again.resolved and again.timings == {"cached": 1.0}
     assert again.apply_method == "git apply --verbose"  # remembered with the verdict
-    assert (tmp_path / "other" / "local__calc-1" / "report.json").exists()
+    assert (instance_dir(tmp_path, "patchfleet", "other", "local__calc-1") / "report.json").exists()
     # a torn cache entry (a kill mid-write) is evaluated again, not trusted
     for entry in (tmp_path / "verdicts" / "local__calc-1").iterdir():
         entry.write_text('{"rep')
@@ -215,7 +225,9 @@ def evaluate_on_set_up(dataset, backend, sample_repo, tmp_path, instance_step: s
     )
     prediction = gold["local__calc-1"].model_copy(update={"model_patch": patch})
     outcome = evaluator.evaluate(task, loaded.eval_specs["local__calc-1"], prediction)
-    return outcome, (tmp_path / "gold" / "local__calc-1" / "patch_apply.log").read_text()
+    return outcome, (
+        instance_dir(tmp_path, "patchfleet", "gold", "local__calc-1") / "patch_apply.log"
+    ).read_text()
 
 
 def test_a_patch_that_contains_the_set_up_edits_applies_as_in_the_harness(

@@ -1,0 +1,89 @@
+"""Command-line option types that several commands share, and the official harness's conventions.
+
+`--instance-ids a b c` takes every value up to the next option, as the harness's `--instance_ids`
+(argparse `nargs="+"`) does; click has no such option, so `SpreadCommand` rewrites the arguments to
+repeated flags before click parses them (`--instance-ids a --instance-ids b ...`, which also works).
+A command opts in with `@app.command(cls=SpreadCommand)` and declares the option with `InstanceIds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperCommand
+
+# options that take several values after one flag; values run until the next option or `--`
+SPREAD_OPTIONS = frozenset({"--instance-ids"})
+
+InstanceIds = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--instance-ids",
+        help="only these instances: space-separated after one flag (as the harness), or the flag repeated",
+    ),
+]
+
+RequiredInstanceIds = Annotated[
+    list[str],
+    typer.Option(
+        "--instance-ids",
+        help="tasks to run: space-separated after one flag (as the harness), or the flag repeated",
+    ),
+]
+
+
+def spread(args: Sequence[str], names: frozenset[str] = SPREAD_OPTIONS) -> list[str]:
+    """`--instance-ids a b --out x` -> `--instance-ids a --instance-ids b --out x`; other args unchanged.
+
+    A value after a spread option belongs to it until the next option, so a positional argument must
+    come before such an option or after `--` (the same rule as argparse's `nargs="+"`).
+    """
+    out: list[str] = []
+    current: str | None = None  # the spread option whose values are being read
+    own_value = False  # the next value is the flag's own (`--instance-ids a`), not an extra one
+    for index, arg in enumerate(args):
+        if arg == "--":
+            out.extend(args[index:])
+            break
+        if arg.startswith("-") and len(arg) > 1:
+            name, has_value, _ = arg.partition("=")
+            current = name if name in names else None
+            own_value = current is not None and not has_value
+            out.append(arg)
+        elif current is not None and not own_value:
+            out.extend((current, arg))
+        else:
+            out.append(arg)
+            own_value = False
+    return out
+
+
+class SpreadCommand(TyperCommand):
+    """A typer command whose `SPREAD_OPTIONS` take several values after one flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread(args))
+
+
+def package_version() -> str:
+    try:
+        return version("patchfleet")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def print_version(value: bool) -> None:
+    """The eager `--version` callback: print and exit before any command runs."""
+    if value:
+        typer.echo(f"patchfleet {package_version()}")
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option("--version", callback=print_version, is_eager=True, help="print the version and exit"),
+]
