@@ -27,13 +27,30 @@ class DockerConfig(BaseModel):
     memory: str | None = "4g"
     pids_limit: int | None = 1024
     allow_pull: bool = True  # try a registry before building base images locally
+    # Containment (sandbox/limits.py, sandbox/watchdog.py); sizes in Docker's notation, "0" for none.
+    disk: str | None = "4g"  # what one sandbox may write (writable layer, /tmp, volumes)
+    host_reserve: str | None = "2g"  # free space on Docker's disk below which the biggest writer stops
+    min_free_disk: str | None = "10g"  # free space an image layer needs before its build starts
+    watchdog_interval: float = 1.0  # seconds between disk measurements where the driver cannot cap
+    tmp_size: str | None = None  # /tmp on a tmpfs of this size (charged to memory); None: on the layer
+    user: str | None = None  # run sandbox commands as this user where the image allows it
+    reap_leaked: bool = True  # remove containers of dead patchfleet processes before the first start
 
     def backend(self, trust: HostTrust | None = None) -> DockerBackend:
         from patchfleet.sandbox import engine
         from patchfleet.sandbox.docker import DockerBackend
 
         client = engine.connect(self.docker_host)
-        return DockerBackend(client, max_concurrent_starts=self.max_concurrent_starts, trust=trust)
+        return DockerBackend(
+            client,
+            max_concurrent_starts=self.max_concurrent_starts,
+            trust=trust,
+            disk=self.disk,
+            host_reserve=self.host_reserve,
+            min_free_disk=self.min_free_disk,
+            watchdog_interval=self.watchdog_interval,
+            reap_leaked=self.reap_leaked,
+        )
 
     def spec(self, image: str, labels: dict[str, str] | None = None, **fields: object) -> SandboxSpec:
         """A sandbox of `image` with this config's network and resource limits (`fields` override them)."""
@@ -42,6 +59,8 @@ class DockerConfig(BaseModel):
             "cpus": self.cpus,
             "memory": self.memory,
             "pids_limit": self.pids_limit,
+            "tmp_size": self.tmp_size,
+            "user": self.user,
         }
         return SandboxSpec(image=image, labels=labels or {}, **{**limits, **fields})  # type: ignore[arg-type]
 

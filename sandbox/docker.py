@@ -7,6 +7,7 @@ no host credentials in its environment, and a disk budget kept by the storage dr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shlex
 import tarfile
@@ -51,6 +52,7 @@ FILE_ERRORS = {
 LOST_SERVER_EXIT = 255
 DEFAULT_DISK = "4g"
 DEFAULT_HOST_RESERVE = "2g"
+DEFAULT_MIN_FREE_DISK = "10g"
 # Drivers that enforce `--storage-opt size` (overlay2 only on xfs mounted with pquota: tried, and
 # dropped for the watchdog if the engine refuses).
 QUOTA_DRIVERS = frozenset({"btrfs", "zfs", "devicemapper", "windowsfilter"})
@@ -76,6 +78,7 @@ class DockerBackend:
         trust: HostTrust | None = None,
         disk: str | None = DEFAULT_DISK,
         host_reserve: str | None = DEFAULT_HOST_RESERVE,
+        min_free_disk: str | None = DEFAULT_MIN_FREE_DISK,
         watchdog_interval: float = DEFAULT_INTERVAL,
         capabilities: tuple[str, ...] = CAPABILITIES,
         reap_leaked: bool = True,
@@ -83,6 +86,7 @@ class DockerBackend:
         self.client = client or engine.connect()
         self.trust = trust or HostTrust()
         self.disk = disk  # the budget of specs that name none
+        self.min_free_disk = min_free_disk  # for the image builders on this backend
         self.capabilities = capabilities
         self._starts = threading.BoundedSemaphore(max_concurrent_starts)
         self._setup_guard = threading.Lock()
@@ -126,7 +130,6 @@ class DockerBackend:
         environment, withheld = scrub_env({**self.trust.container_env(), **spec.env})
         limit = parse_size(spec.disk if spec.disk is not None else self.disk)
         options: dict[str, Any] = {
-            "detach": True,
             "init": True,
             "labels": labels,
             "network_mode": spec.network.value,
@@ -151,9 +154,8 @@ class DockerBackend:
             sandbox.withheld_env = withheld
             try:
                 container.reload()  # the start fills in the paths of /etc/hosts and friends
-                self.watchdog.watch(
-                    Watched(container, None if quota else limit, host_paths(container.attrs), sandbox.stop)
-                )
+                sandbox.watched = Watched(container, None if quota else limit, host_paths(container.attrs))
+                self.watchdog.watch(sandbox.watched)
                 sandbox.connect()
             except BaseException:
                 sandbox.close()
@@ -163,16 +165,15 @@ class DockerBackend:
     def _create(self, spec: SandboxSpec, options: dict[str, Any], limit: int | None) -> tuple[Any, bool]:
         """The running container, and whether the storage driver enforces its disk budget."""
         quota = bool(limit and self._driver_quota)
-        command = ["sleep", "infinity"]
         try:
             try:
                 extra = {"storage_opt": {"size": str(limit)}} if quota else {}
-                return self.client.containers.run(spec.image, command, **options, **extra), quota
+                return self._run(spec.image, {**options, **extra}), quota
             except APIError as exc:
                 if not quota or not any(word in str(exc).lower() for word in ("storage", "quota")):
                     raise
                 self._driver_quota = False  # e.g. overlay2 on xfs without pquota: the watchdog takes over
-                return self.client.containers.run(spec.image, command, **options), False
+                return self._run(spec.image, options), False
         except ImageNotFound as exc:
             raise SandboxStartError(
                 f"image {spec.image!r} does not exist locally; build it (`patchfleet images build`)"
@@ -181,6 +182,18 @@ class DockerBackend:
             raise SandboxStartError(f"cannot start a container from {spec.image!r}: {exc}") from exc
         except ENGINE_ERRORS as exc:
             raise SandboxStartError(f"the engine failed while starting {spec.image!r}: {exc}") from exc
+
+    def _run(self, image: str, options: dict[str, Any]) -> Any:
+        """Create, then start: unlike the SDK's `run`, never pull a missing image from a registry (an
+        image deleted under us must fail fast), and never leave a created container behind."""
+        container = self.client.containers.create(image, ["sleep", "infinity"], **options)
+        try:
+            container.start()
+        except BaseException:
+            with contextlib.suppress(*ENGINE_ERRORS):
+                container.remove(force=True)
+            raise
+        return container
 
 
 class DockerSandbox:
@@ -199,7 +212,7 @@ class DockerSandbox:
         self.spec = spec
         self.base_commit: str | None = spec.base_commit
         self.withheld_env: list[str] = []  # names of credentials kept out of its environment
-        self.stopped_by: SandboxResourceError | None = None  # set by the watchdog
+        self.watched: Watched | None = None  # its record with the disk watchdog
         self._watchdog = watchdog
         self._image_id: str = (container.attrs or {}).get("Image", "")
         self._channel: ExecChannel | None = None
@@ -251,13 +264,14 @@ class DockerSandbox:
             return False
         return True
 
-    def stop(self, error: SandboxResourceError) -> None:
-        """Called by the watchdog before it kills the container: what every later call reports."""
-        self.stopped_by = error
+    @property
+    def stopped_by(self) -> SandboxResourceError | None:
+        """The budget the watchdog stopped this sandbox for, if it did."""
+        return self.watched.violation if self.watched is not None else None
 
     def _ensure_running(self) -> None:
-        if self.stopped_by is not None:
-            raise self.stopped_by
+        if self.watched is not None:
+            self.watched.raise_if_stopped()
         try:
             self.container.reload()
         except NotFound as exc:
@@ -333,8 +347,8 @@ class DockerSandbox:
         env: dict[str, str] | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> ExecResult:
-        if self.stopped_by is not None:
-            raise self.stopped_by
+        if self.watched is not None:
+            self.watched.raise_if_stopped()
         if self._closed:
             raise SandboxError("sandbox is closed")
         env, _ = scrub_env(env)

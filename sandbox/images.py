@@ -41,7 +41,6 @@ SPEC_LABEL = "patchfleet.spec"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python3-venv", "git", "patch", "ca-certificates", "procps", "less")
 BUILD_STEP_TIMEOUT = 3600.0
-MIN_FREE_DISK = "10g"  # a layer is not started with less free space than this where Docker stores it
 # Build containers must not leave our ownership labels behind in the image they become.
 CLEARED_LABELS = dict.fromkeys((engine.MANAGED, engine.OWNER_PID, engine.OWNER_HOST, engine.CREATED), "")
 
@@ -142,10 +141,12 @@ class ImageBuilder:
         allow_pull: bool = True,
         debian_mirror: str = DEBIAN_MIRROR,
         log: Log | None = None,
-        min_free_disk: str | None = MIN_FREE_DISK,
+        min_free_disk: str | None = None,
     ) -> None:
         self.backend = backend
-        self.min_free_disk = parse_size(min_free_disk)
+        # a layer does not start with less free space than this where Docker stores it; None: the
+        # backend's setting (DockerConfig.min_free_disk), "0": no check
+        self.min_free_disk = parse_size(min_free_disk if min_free_disk is not None else backend.min_free_disk)
         self.client: docker.DockerClient = backend.client
         self.trust: HostTrust = backend.trust
         self.repo_source = repo_source

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,15 @@ class Watched:
     container: Any
     limit: int | None  # bytes; None: only the host reserve applies
     paths: tuple[str, ...]  # host directories holding its writes; empty: ask the engine (slow)
-    on_violation: Callable[[SandboxResourceError], None]
     used: int = 0
-    measured_at: float = 0.0
-    violation: SandboxResourceError | None = None
-    history: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, bytes), last few
+    violation: SandboxResourceError | None = None  # set before the container is killed
+    removed: threading.Event = field(default_factory=threading.Event)  # set once it is gone
+
+    def raise_if_stopped(self, wait: float = 30.0) -> None:
+        """Raise what stopped the sandbox, once its container (and the disk it used) is gone."""
+        if self.violation is not None:
+            self.removed.wait(wait)
+            raise self.violation
 
 
 def host_paths(attrs: dict[str, Any]) -> tuple[str, ...]:
@@ -134,14 +137,11 @@ class DiskWatchdog:
             return
         local = [w for w in watched if w.paths]
         sizes = measure([p for w in local for p in w.paths])
-        now = time.monotonic()
         for w in watched:
             if w.paths:
                 w.used = sum(sizes.get(p, 0) for p in w.paths)
             else:
                 w.used = self._engine_size(w)
-            w.measured_at = now
-            w.history = [*w.history[-4:], (now, w.used)]
             if w.limit is not None and w.used > w.limit:
                 self._stop(
                     w,
@@ -184,11 +184,11 @@ class DiskWatchdog:
             return w.used
 
     def _stop(self, w: Watched, error: SandboxResourceError) -> None:
-        w.violation = error
-        w.on_violation(error)  # first, so the sandbox reports this and not a crash
+        w.violation = error  # first, so that the sandbox reports this and not a crash
         for action in (w.container.kill, lambda: w.container.remove(force=True)):
             try:
                 action()
             except (NotFound, APIError):
                 continue  # gone or already stopping: removal below or close() finishes the job
+        w.removed.set()
         self.unwatch(w.container.id)

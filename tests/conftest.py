@@ -83,8 +83,9 @@ def sample_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def repo_image(docker_backend, base_image, sample_repo) -> str:
-    """Base image + instance layer with `sample_repo` in /testbed and an install step's leftovers."""
+def repo_image(docker_backend, base_image, sample_repo) -> Iterator[str]:
+    """Base image + instance layer with `sample_repo` in /testbed and an install step's leftovers;
+    removed at the end of the session if this session built it (the shared base image stays)."""
     from patchfleet.data.sources import LocalCheckout
     from patchfleet.sandbox.images import ImageBuilder, ImageSpec, InstanceLayer
 
@@ -96,7 +97,11 @@ def repo_image(docker_backend, base_image, sample_repo) -> str:
         steps=("mkdir -p build_artifacts && echo built > build_artifacts/out.txt",),
     )
     builder = ImageBuilder(docker_backend, repo_source=LocalCheckout(path=sample_repo))
-    return builder.ensure(ImageSpec(instance=layer))
+    spec = ImageSpec(instance=layer)
+    built_here = not builder.exists(spec.tag())
+    yield builder.ensure(spec)
+    if built_here:
+        subprocess.run(["docker", "rmi", spec.tag()], capture_output=True)  # in use elsewhere: it stays
 
 
 @pytest.fixture
