@@ -135,6 +135,7 @@ class VerifierScore(BaseModel):
     cost: float = 0.0
     model: str = ""
     detail: str = ""
+    cached: bool = False  # read from the verifier's disk cache: `cost` is what it cost when first asked
 
 
 class Decision(BaseModel):
