@@ -142,6 +142,8 @@ def _test_runner(
             if name != "tox.ini" or "[pytest]" in (root / name).read_text(errors="replace"):
                 configured = True
     test_files = _test_files(root)
+    folders = sorted({p.relative_to(root).parts[0] for p in test_files if len(p.relative_to(root).parts) > 1})
+    found.extend(f"{folder}/" for folder in folders[:3])
     texts = [path.read_text(errors="replace") for path in test_files[:200]]
     if configured or any(_IMPORTS_PYTEST.search(text) for text in texts):
         return "pytest", "python -m pytest -q -p no:cacheprovider"

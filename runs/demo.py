@@ -50,6 +50,9 @@ GIT_IDENTITY = {
     "GIT_AUTHOR_EMAIL": "billsplit@example.com",
     "GIT_COMMITTER_NAME": "billsplit",
     "GIT_COMMITTER_EMAIL": "billsplit@example.com",
+    # a fixed date makes the commit, hence the content-hashed instance image, the same on every run
+    "GIT_AUTHOR_DATE": "2025-01-01T12:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2025-01-01T12:00:00+00:00",
 }
 
 

@@ -25,6 +25,7 @@ from patchfleet.atomic import write_text_atomic
 from patchfleet.selection.model import (
     Candidate,
     Cell,
+    Contract,
     Decision,
     Matrix,
     SelectionInputs,
@@ -33,6 +34,7 @@ from patchfleet.selection.model import (
 )
 
 REPORT_FILE = "report.html"
+SHOWN_SCORES = ("votes", "size", "tests_passed", "tests", "verifier")  # columns of their own
 EVALUATION_FILE = "evaluation.json"  # {candidate id: resolved}, when the run knows the truth
 SUBSETS_PER_K = 40
 Policy = Callable[[SelectionInputs], Decision]
@@ -210,7 +212,7 @@ def line_chart(
     curves: dict[str, list[tuple[int, float]]], title: str, width: int = 560, height: int = 320
 ) -> str:
     """Resolve rate (0..1) against k, one polyline and dots per series, with axes and a legend."""
-    left, right, top, bottom = 52, 130, 34, 44
+    left, right, top, bottom = 52, 150, 34, 44
     xs = sorted({k for series in curves.values() for k, _ in series})
     if not xs:
         return ""
@@ -305,12 +307,16 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
     decision = task.decision
     chosen = decision.chosen if decision else None
     tests = {t.id for t in task.tests}
+    behaviour = {t.id for t in task.tests if t.contract == Contract.BEHAVIOUR}
     matrix = Matrix(instance_id=task.id, cells=task.cells)
     clusters = {}
     for c in task.candidates:
+        # candidates that every test treats alike form one cluster: same verdict, or for behaviour
+        # tests (which only print) the same normalised output
         row = matrix.row(c.id)
-        clusters[c.id] = "-".join(
-            f"{(row[t].output_hash or str(row[t].exit_code))[:4]}" if t in row else "?" for t in sorted(tests)
+        clusters[c.id] = "|".join(
+            "?" if t not in row else row[t].output_hash if t in behaviour else str(row[t].exit_code)
+            for t in sorted(tests)
         )
     by_signature: dict[str, list[str]] = {}
     for cid, signature in clusters.items():
@@ -333,7 +339,7 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
                 "passed": sum(1 for t in tests if t in row and row[t].exit_code == 0),
                 "tests": len(tests),
                 "verifier": None if verifier is None or verifier.score is None else verifier.score,
-                "scores": {k: v for k, v in scores.items() if k not in ("votes", "size")},
+                "scores": {k: v for k, v in scores.items() if k not in SHOWN_SCORES},
                 "resolved": None if task.resolved is None else task.resolved.get(c.id, False),
                 "trajectories": [_link(run.folder, s.trajectory or s.ref) for s in c.sources],
             }
