@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchfleet.agent.trajectory import read_trajectory
 from patchfleet.data.loaders import read_rows
 from patchfleet.errors import DataError
 from patchfleet.selection.model import Candidate, CandidateSource
@@ -164,6 +165,45 @@ def _prediction(row: Any, where: str, default_name: str) -> Candidate | None:
         return None
     source = CandidateSource(kind="predictions", name=name, ref=where)
     return make_candidate(instance_id, patch, source)
+
+
+# -- trajectory files beside predictions ---------------------------------------------------------------
+
+
+def attach_trajectories(
+    candidates: Iterable[Candidate], folders: Iterable[str | Path]
+) -> tuple[list[Candidate], list[DataError]]:
+    """Link `<folder>/<instance_id>.traj.json` files (ours or mini-swe-agent's) to the candidate whose id
+    their `info.submission` has, e.g. a leaderboard submission's patch to the trajectory that wrote it,
+    so the verifier can read it. Every source of that candidate without a trajectory gets the file: the
+    trajectory produced exactly that change, whichever system also proposed it.
+    """
+    found: dict[tuple[str, str], str] = {}
+    errors: list[DataError] = []
+    candidates = list(candidates)
+    for folder in folders:
+        for instance_id in dict.fromkeys(c.instance_id for c in candidates):
+            path = Path(folder) / f"{instance_id}.traj.json"
+            if not path.is_file():
+                continue
+            try:
+                submission = read_trajectory(path)["info"].get("submission")
+            except DataError as exc:
+                errors.append(exc)
+                continue
+            if isinstance(submission, str) and not is_empty_patch(submission):
+                found.setdefault((instance_id, patch_id(submission)), str(path))
+    attached = []
+    for candidate in candidates:
+        trajectory = found.get((candidate.instance_id, candidate.id))
+        if trajectory is not None:
+            sources = tuple(
+                s if s.trajectory else s.model_copy(update={"trajectory": trajectory})
+                for s in candidate.sources
+            )
+            candidate = candidate.model_copy(update={"sources": sources})
+        attached.append(candidate)
+    return attached, errors
 
 
 # -- outcomes of `patchfleet trajectories` ------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from patchfleet.selection.candidates import (
+    attach_trajectories,
     load_candidates,
     load_candidates_from_outcomes,
     load_candidates_from_predictions,
@@ -198,3 +199,32 @@ def test_the_real_candidates_file_loads_without_verdicts():
     assert len(candidates) == 1159 and round(statistics.fmean(per_instance), 2) == 9.74
     assert sum(len(c.sources) > 1 for c in candidates) == 153
     assert Counter(len(s.name) > 0 for c in candidates for s in c.sources) == Counter({True: 1425})
+    # the recorded mini-swe-agent trajectories attach to their submission's candidates (118 of 119:
+    # one submitted nothing)
+    folder = SHARED / "trajectories" / "mini-swe-agent-gemini-3-pro"
+    attached, errors = attach_trajectories(candidates, [folder])
+    linked = [c for c in attached if any(s.trajectory for s in c.sources)]
+    assert errors == [] and len(linked) == 118
+    assert all(any("gemini-3-pro" in s.name and s.trajectory for s in c.sources) for c in linked)
+
+
+def test_trajectory_files_attach_to_the_candidate_they_submitted(tmp_path):
+    preds = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"submission": "mini", "instance_id": "i-1", "model_patch": DAMAGED},
+            {"submission": "other", "instance_id": "i-1", "model_patch": OTHER},
+        ],
+    )
+    folder = tmp_path / "trajs"
+    folder.mkdir()
+    document = {"messages": [], "info": {"submission": PATCH, "exit_status": "Submitted"}}
+    (folder / "i-1.traj.json").write_text(json.dumps(document))
+    (folder / "i-2.traj.json").write_text("{broken")
+    loaded = load_candidates_from_predictions(preds)
+    extra = load_candidates_from_predictions(
+        write_jsonl(tmp_path / "q.jsonl", [{"instance_id": "i-2", "model_patch": PATCH}])
+    )
+    attached, errors = attach_trajectories([*loaded.candidates["i-1"], *extra.candidates["i-2"]], [folder])
+    assert [s.trajectory for c in attached for s in c.sources] == [str(folder / "i-1.traj.json"), None, None]
+    assert len(errors) == 1 and "i-2.traj.json" in str(errors[0])
