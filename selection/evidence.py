@@ -3,7 +3,8 @@
 Each test plays one role, decided from its kind, its contract and the BASE row of the matrix alone:
 a *regression* test (passes at base; a candidate that fails it broke something), a *reproduction* test
 (exit-code contract saying "not fixed" (2) at base, or a non-regression pass/fail test failing at base;
-a candidate passes it with exit code 0), or a *behaviour* test (prints only: candidates that change the
+a candidate passes it with exit code 0; a candidate-added pass/fail test that passes at base serves as a
+regression test), or a *behaviour* test (prints only: candidates that change the
 base's output in the same way form a cluster, whose size is its vote). A test that does not reproduce
 at base, or has no usable base run, says nothing and is ignored. Infrastructure errors are missing
 cells, never verdicts.
@@ -141,7 +142,7 @@ def _regression(evidence: Evidence, test, base_cell, voters, rows) -> None:
     evidence.regression_tests += 1
     for candidate in voters:
         cell = rows[candidate.id].get(test.id)
-        if _ran(cell):
+        if _ran(cell) and not _authored(test, candidate.id):
             found = evidence.candidates[candidate.id]
             found.regression_run += 1
             found.regression_failures += not _passed(cell)
@@ -152,8 +153,13 @@ def _reproduction(evidence: Evidence, test, base_cell, voters, rows) -> None:
         return  # without a base run nobody knows whether it reproduces the issue
     if test.contract == Contract.EXIT_CODE:
         reproduces = base_cell.exit_code == NOT_FIXED and not base_cell.timed_out
+    elif _passed(base_cell):
+        # a test a candidate added that passes at base checks behaviour the fix should keep: a candidate
+        # that fails it broke something, as with a repository test
+        _regression(evidence, test, base_cell, voters, rows)
+        return
     else:
-        reproduces = not _passed(base_cell)
+        reproduces = True
     if not reproduces:
         return
     generated = test.kind == TestKind.GENERATED

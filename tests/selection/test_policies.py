@@ -256,6 +256,15 @@ def test_a_candidate_added_test_does_not_vote_for_its_author():
     assert decision.chosen == RIGHT.id
 
 
+def test_a_candidate_added_test_passing_at_base_serves_as_a_regression_test():
+    kept = make_test("pytest tests/test_keep.py", TestKind.CANDIDATE, Contract.PASS_FAIL, origin=RIGHT.id)
+    cells = [cell(BASE, kept, 0), cell(RIGHT.id, kept, 0), cell(WRONG.id, kept, 1)]
+    decision = POLICIES["agentless"](inputs([WRONG, RIGHT], [kept], cells))
+    assert decision.scores[WRONG.id]["regression_failures"] == 1
+    assert decision.scores[RIGHT.id]["regression_run"] == 0  # its own test says nothing about it
+    assert decision.chosen == RIGHT.id
+
+
 def test_default_regression_filter_is_relative_to_the_best():
     # every candidate fails one (flaky or environment-broken) regression test: that filters nobody
     flaky = make_test("pytest tests/test_m.py::test_flaky", TestKind.REGRESSION, Contract.PASS_FAIL)
