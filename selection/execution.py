@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,6 +75,8 @@ class MatrixStats(BaseModel):
     cells_cached: int = 0
     cell_errors: int = 0
     wall_time: float = 0.0
+    # seconds summed over workers, by phase: where the time of a matrix goes
+    phase_seconds: dict[str, float] = Field(default_factory=dict)
 
 
 class MatrixRun(BaseModel):
@@ -123,7 +125,17 @@ class _Runner:
     log: Log | None
     base_commit: str | None
     containers: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextlib.contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - started
 
     def _start(self, candidate_id: str) -> Sandbox:
         spec = SandboxSpec(
@@ -134,7 +146,8 @@ class _Runner:
         )
         with self._lock:
             self.containers += 1
-        return self.backend.start(spec)
+        with self._timed("start"):
+            return self.backend.start(spec)
 
     def _say(self, message: str) -> None:
         if self.log is not None:
@@ -159,7 +172,8 @@ class _Runner:
                 try:
                     if sandbox is None:
                         sandbox = self._start(row.candidate_id)
-                        new_check = self._apply_and_check(sandbox, row)
+                        with self._timed("apply"):
+                            new_check = self._apply_and_check(sandbox, row)
                         fresh = True
                         if new_check is not None:
                             self.cache.put_check(
@@ -170,12 +184,14 @@ class _Runner:
                             row.cells = [self._error_cell(row, t, PATCH_ERROR) for t in row.tests]
                             return
                     elif not fresh:
-                        sandbox.reset()
-                        self._reapply(sandbox, row)
+                        with self._timed("reset"):
+                            sandbox.reset()
+                            self._reapply(sandbox, row)
                     if test is None:
                         return
                     fresh = False
-                    cell = self._run_test(sandbox, row, test)
+                    with self._timed("test"):
+                        cell = self._run_test(sandbox, row, test)
                 except (InfrastructureError, OSError) as exc:
                     if test is not None:
                         row.cells.append(self._error_cell(row, test, f"{type(exc).__name__}: {exc}"))
@@ -191,11 +207,10 @@ class _Runner:
         finally:
             self._close(sandbox)
 
-    @staticmethod
-    def _close(sandbox: Sandbox | None) -> None:
+    def _close(self, sandbox: Sandbox | None) -> None:
         if sandbox is not None:
             # the reaper removes what could not be closed here; the cells are recorded either way
-            with contextlib.suppress(InfrastructureError, OSError):
+            with self._timed("close"), contextlib.suppress(InfrastructureError, OSError):
                 sandbox.close()
         return None
 
@@ -321,6 +336,7 @@ def run_matrix(
     errors = sum(1 for c in cells if c.error)
     stats = MatrixStats(
         containers=runner.containers,
+        phase_seconds={k: round(v, 3) for k, v in sorted(runner.phases.items())},
         cells_run=sum(1 for row in rows for c in row.cells if c.error is None),
         cells_cached=len(cached),
         cell_errors=errors,
