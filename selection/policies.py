@@ -69,6 +69,7 @@ def _decide(
     criteria: list[Criterion],
     extra: Mapping[str, Mapping[str, float | int | None]] | None = None,
     notes: list[str] | None = None,
+    details: Mapping[str, str] | None = None,
 ) -> Decision:
     """Rank by `criteria` (then id, for a stable order), explain the choice, record the numbers."""
     values = {cid: tuple(c.value(found) for c in criteria) for cid, found in evidence.candidates.items()}
@@ -84,7 +85,10 @@ def _decide(
     else:
         chosen = first
         reasons.insert(0, _why(first, ranking, values, criteria))
-    reasons += [_describe(evidence, evidence.candidates[cid], scores[cid]) for cid in ranking]
+    reasons += [
+        _describe(evidence, evidence.candidates[cid], scores[cid]) + (details or {}).get(cid, "")
+        for cid in ranking
+    ]
     return Decision(
         instance_id=inputs.instance_id,
         policy=policy,
@@ -151,9 +155,12 @@ def _describe(evidence: Evidence, found: CandidateEvidence, numbers: Mapping) ->
     if found.verifier is not None:
         parts.append(f"verifier {found.verifier:.2f}")
     parts.append(f"{found.size} changed lines")
-    for key in ("score", "top_half"):
-        if numbers.get(key) is not None:
-            parts.append(f"{key.replace('_', ' ')} {numbers[key]:g}")
+    if numbers.get("top_half") is not None:
+        parts.append(
+            "in the verifier's top half" if numbers["top_half"] else "not in the verifier's top half"
+        )
+    if numbers.get("majority_votes") is not None:
+        parts.append(f"{numbers['majority_votes']} majority votes after the filters")
     return f"{short(found.id)}: " + "; ".join(parts)
 
 
@@ -347,8 +354,13 @@ def default(inputs: SelectionInputs, config: DefaultPolicyConfig | None = None) 
         cid: {"score": round(total[cid], 6), **{f"f_{k}": round(v, 6) for k, v in f.items()}}
         for cid, f in features.items()
     }
+    details = {
+        cid: f"; score {total[cid]:.3f} = "
+        + " + ".join(f"{weights[name]:g}*{value:.2f} {name}" for name, value in f.items() if weights[name])
+        for cid, f in features.items()
+    }
     notes = _missing(evidence, verifier=True)
-    return _decide(inputs, "default", evidence, criteria, extra, notes)
+    return _decide(inputs, "default", evidence, criteria, extra, notes, details)
 
 
 def make_default(config: DefaultPolicyConfig) -> Policy:

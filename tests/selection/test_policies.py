@@ -128,7 +128,9 @@ def test_reasons_name_the_deciding_criterion():
     assert "on votes (1 vs 0)" in POLICIES["codemonkeys"](full_inputs()).reasons[0]
     assert "on reproduction score" in POLICIES["r2e"](full_inputs()).reasons[0]
     assert "on reproduction (passes vs fails)" in POLICIES["agentless"](full_inputs()).reasons[0]
-    assert "on score" in default(full_inputs()).reasons[0]
+    decision = default(full_inputs())
+    assert "on score" in decision.reasons[0]
+    assert "score 3.567 = 2*1.00 generated" in decision.reasons[1]  # the weighted sum, term by term
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -220,7 +222,8 @@ def test_r2e_keeps_the_verifier_top_half_before_tests():
 def test_r2e_ranks_an_unscored_candidate_below_scored_ones():
     decision = POLICIES["r2e"](inputs([WRONG, RIGHT], [], [], {RIGHT.id: 0.2}))
     assert decision.chosen == RIGHT.id
-    assert any(f"{short(WRONG.id)}: " in r and "verifier" not in r for r in decision.reasons)
+    line = next(r for r in decision.reasons if r.startswith(f"{short(WRONG.id)}: "))
+    assert "verifier 0." not in line and "not in the verifier's top half" in line
 
 
 def test_a_test_that_does_not_reproduce_at_base_is_ignored():
