@@ -20,6 +20,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from patchfleet.errors import (
     ExecTimeout,
@@ -57,6 +58,7 @@ DEFAULT_MIN_FREE_DISK = "10g"
 # dropped for the watchdog if the engine refuses).
 QUOTA_DRIVERS = frozenset({"btrfs", "zfs", "devicemapper", "windowsfilter"})
 ENGINE_ERRORS = (requests.RequestException, DockerException)  # the engine went away mid-call
+REMOVE_PATIENCE = 30.0  # how long close() waits for an engine that restarts before leaving the container
 
 
 def driver_enforces_size(info: dict[str, Any]) -> bool:
@@ -305,7 +307,7 @@ class DockerSandbox:
         if self._channel is not None:
             self._channel.close()
         try:
-            self.container.remove(force=True)
+            self._remove_container()
         except NotFound:
             pass
         except APIError as exc:
@@ -317,6 +319,16 @@ class DockerSandbox:
                 "the next patchfleet command that starts sandboxes removes it once this process is gone"
             ) from exc
         self._remove_orphaned_image()
+
+    @retry(
+        retry=retry_if_exception_type(requests.RequestException),
+        wait=wait_fixed(0.5),
+        stop=stop_after_delay(REMOVE_PATIENCE),
+        reraise=True,
+    )
+    def _remove_container(self) -> None:
+        """Remove the container, waiting out an engine restart (its containers outlive it, stopped)."""
+        self.container.remove(force=True)
 
     def _remove_orphaned_image(self) -> None:
         """Someone deleted our image while we used it (`docker rmi -f`): its untagged remains are ours."""
