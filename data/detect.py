@@ -55,14 +55,16 @@ class DetectedEnvironment:
         lines.append(f"tests: {self.test_cmd or '(none found; selection relies on votes and the verifier)'}")
         return lines + [f"note: {note}" for note in self.notes]
 
-    def recipe(self, repo: str, key: str) -> Recipe:
-        """A recipe of the same shape as the published ones: a venv in the env layer, installs on top."""
+    def recipe(self) -> Recipe:
+        """A recipe of the same shape as the published ones: a venv in the env layer (named by its steps,
+        so every detected repository with the same steps shares it), the installs in the instance layer."""
         env_steps = [f"python3 -m venv {VENV}"]
         if self.install_steps:  # only then is the network needed: an empty install builds offline
             env_steps.append(f"{PIP} --upgrade pip setuptools wheel")
+        digest = hashlib.sha256("\n".join((self.distro, *env_steps)).encode()).hexdigest()[:12]
         return Recipe(
-            repo=repo,
-            version=key,
+            repo="patchfleet/detected",
+            version=digest,
             distro=self.distro,
             python="3.11" if self.distro == "bookworm" else "3.9",
             env_steps=tuple(env_steps),
@@ -74,10 +76,6 @@ class DetectedEnvironment:
             notes=self.notes,
             origin="detected",
         )
-
-    def digest(self) -> str:
-        """Names the environment layer: repositories with the same install share it."""
-        return hashlib.sha256("\n".join((self.distro, *self.install_steps)).encode()).hexdigest()[:12]
 
 
 def detect_environment(

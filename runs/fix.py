@@ -167,7 +167,7 @@ def run_fix(
         started = time.monotonic()
         if backend is None:
             backend = DockerConfig(docker_host=config.docker_host).backend(HostTrust.from_env())
-        recipe = environment.recipe(task.repo, key=environment.digest())
+        recipe = environment.recipe()
         builder = ImageBuilder(backend, repo_source=repo.source, allow_pull=config.allow_pull, log=log)
         image = builder.ensure(image_spec(task, recipe))
         log(f"environment ready: {image}")
