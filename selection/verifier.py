@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from patchfleet.agent.config import LitellmModelConfig
 from patchfleet.agent.model import Model, Reply, TokenLogprob
 from patchfleet.atomic import write_json_atomic
-from patchfleet.errors import ConfigError, ModelError, ModelUnavailable
+from patchfleet.errors import ConfigError, DataError, ModelError, ModelUnavailable
 from patchfleet.selection.model import Candidate, VerifierScore, content_hash
 
 if TYPE_CHECKING:
@@ -107,9 +107,21 @@ class Verifier:
 
     # -- scoring ---------------------------------------------------------------------------------
 
-    def score(self, task: Issue, candidate: Candidate, trajectory: str | None = None) -> VerifierScore:
-        """The judge's score for one candidate; from the disk cache when this exact prompt was judged."""
-        messages = self.messages(task, candidate, trajectory)
+    def score(
+        self, task: Issue, candidate: Candidate, trajectory: str | Path | dict[str, Any] | None = None
+    ) -> VerifierScore:
+        """The judge's score for one candidate; from the disk cache when this exact prompt was judged.
+
+        trajectory: text to show as it is, or a trajectory file (ours or mini-swe-agent's) or document,
+        condensed to its last `trajectory_steps` steps; an unreadable file is left out."""
+        if isinstance(trajectory, Path | dict):
+            try:
+                trajectory = condense_trajectory(
+                    trajectory, steps=self.config.trajectory_steps, max_chars=self.config.trajectory_chars
+                )
+            except DataError:
+                trajectory = None
+        messages = self.messages(task, candidate, trajectory or None)
         key = self.cache_key(messages)
         cached = self._cached(key)
         if cached is not None:

@@ -4,6 +4,7 @@ cache, and the condensed trajectory the judge reads."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -75,9 +76,19 @@ def test_logprob_scores_separate_right_from_wrong_and_are_cached(server, tmp_pat
     assert "add(2, 3) returns -1" in prompt and "+    return a + b" in prompt and "fixed add()" in prompt
     assert "agent_steps" not in server.requests[1].body["messages"][-1]["content"]
 
+    # a trajectory file is condensed to its last steps; an unreadable one is left out
+    path = tmp_path / "t.traj.json"
+    steps = [{"role": "assistant", "content": f"THOUGHT: try {n}"} for n in range(20)]
+    path.write_text(json.dumps({"info": {}, "messages": [{"role": "user", "content": "task"}, *steps]}))
+    verifier.score(TASK, candidate(WRONG_PATCH), path)
+    shown = server.requests[2].body["messages"][-1]["content"]
+    assert "THOUGHT: try 19" in shown and "THOUGHT: try 11" not in shown
+    # the same prompt as without a trajectory: answered from the cache
+    assert verifier.score(TASK, candidate(WRONG_PATCH), tmp_path / "missing.traj.json").cached
+
     # a re-run (a new process: a new Verifier over the same folder) asks nothing
     again = Verifier(config(server, tmp_path)).score(TASK, candidate(RIGHT_PATCH), trajectory)
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3
     assert again.cached and again.score == right.score
 
 
