@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from patchfleet.errors import ConfigError, PatchfleetError
-from patchfleet.runs.options import InstanceIds, RequiredInstanceIds, SpreadCommand, VersionOption
+from patchfleet.runs.options import Images, InstanceIds, RequiredInstanceIds, SpreadCommand, VersionOption
 
 app = typer.Typer(
     help="Resolve software issues with many sandboxed trajectories and a hybrid selector.",
@@ -218,6 +218,7 @@ def evaluate(
     network: Annotated[
         str, typer.Option(help="test containers' network: bridge (as the harness) or none")
     ] = "bridge",
+    images: Images = "auto",
     pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
     docker_host: DockerHost = None,
 ) -> None:
@@ -231,6 +232,7 @@ def evaluate(
 
     try:  # every input is checked before the first image is built
         network_mode = validate.network(network)
+        image_mode = validate.images(images)
         loaded = validate.tasks(dataset, instance_ids)
         for error in loaded.errors:
             skipped(error)
@@ -246,8 +248,11 @@ def evaluate(
             recipes=lambda task: recipe_for(task, source, specs),
             network=network_mode,
             run_id=run_id,
+            images=image_mode,
+            specs=specs,
             log=lambda line: console.print(line, markup=False, highlight=False),
         )
+        validate.official_images(evaluator.official, found.keys() & {task.id for task in loaded.tasks})
         summary = run_evaluation(
             evaluator,
             loaded.tasks,
@@ -301,6 +306,7 @@ def trajectories(
         "out/trajectories"
     ),
     pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
+    images: Images = "auto",
     docker_host: DockerHost = None,
 ) -> None:
     """Run N trajectories per task in parallel, each in its own sandbox; write them and their outcomes."""
@@ -311,8 +317,10 @@ def trajectories(
     from patchfleet.runs import trajectories as runner
     from patchfleet.runs import validate
     from patchfleet.sandbox.images import ImageBuilder
+    from patchfleet.sandbox.official import OfficialImages
 
     try:
+        image_mode = validate.images(images)
         if mirrors and local:
             raise ConfigError("give --mirrors or --local, not both")
         agent = runner.load_agent_config(
@@ -331,12 +339,16 @@ def trajectories(
         validate.source(source, {task.repo for task in loaded.tasks})
         specs = load_specs(recipes)
         backend = _backend(docker_host)
+        builder = ImageBuilder(backend, repo_source=source, allow_pull=pull, log=_log)
+        official = OfficialImages(builder, image_mode)
+        validate.official_images(official, [task.id for task in loaded.tasks])
         documents = runner.run_tasks(
             loaded.tasks,
             agent,
             parallel,
             backend=backend,
-            builder=ImageBuilder(backend, repo_source=source, allow_pull=pull, log=_log),
+            builder=builder,
+            official=official,
             recipe=lambda task: recipe_for(task, source, specs),
             out_dir=out,
             workers=workers,
@@ -478,6 +490,12 @@ def batch(
         highlight=False,
     )
 
+
+# Selection over any number of candidate sources; its wiring lives in runs/select_command.py.
+from patchfleet.runs.select_command import SelectCommand as _SelectCommand  # noqa: E402
+from patchfleet.runs.select_command import select as _select_command  # noqa: E402
+
+app.command("select", cls=_SelectCommand)(_select_command)
 
 # The GitHub Action bot; its logic lives in runs/github (the command module imports only typer at load).
 from patchfleet.runs.github.command import bot as _bot_command  # noqa: E402

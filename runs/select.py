@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchfleet.agent.config import AgentConfig
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.recipes import Recipe
 from patchfleet.data.sources import RepoSource
@@ -26,6 +27,7 @@ from patchfleet.selection.execution import SandboxStarter
 from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import Candidate
 from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, select_task
+from patchfleet.selection.verifier import Verifier
 
 PREDS_JSONL = "preds.jsonl"
 PREDS_JSON = "preds.json"
@@ -48,7 +50,8 @@ class Selector:
     config: SelectionConfig
     out_dir: Path
     log: Log = field(default=lambda line: None)
-    verifier: Any = None  # selection.verifier.Verifier or None
+    verifier: Verifier | None = None  # one per run: its disk cache and cost are shared
+    test_writer: AgentConfig | None = None  # the test-writing agent when generated tests are on
 
     def __post_init__(self) -> None:
         self.cache = MatrixCache(self.out_dir / CELLS_DIR)
@@ -69,6 +72,8 @@ class Selector:
                 read_base=self._reader(task),
                 log=self.log,
                 verifier=self.verifier,
+                test_writer=self.test_writer,
+                work_dir=self.out_dir / "test-writers",
             )
             files = [*trajectories, *_trajectory_files(candidates)]
             result = select_task(

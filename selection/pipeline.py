@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from patchfleet.agent.config import LitellmModelConfig
+from patchfleet.agent.config import AgentConfig, ModelConfig
+from patchfleet.agent.parallel import ParallelConfig
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
@@ -35,6 +35,7 @@ from patchfleet.selection.model import (
     content_hash,
 )
 from patchfleet.selection.policies import POLICIES, DefaultPolicyConfig, make_default
+from patchfleet.selection.verifier import Verifier, VerifierConfig, condense_trajectory
 
 Log = Callable[[str], None]
 ReadBase = Callable[[str], str | None]  # a file's content at the base commit (None: absent)
@@ -57,8 +58,9 @@ class SelectionConfig(BaseModel):
     regression: bool = Field(True, description="existing tests near the changed code, passing at base")
     regression_budget_s: float = Field(300.0, ge=0)
     max_harvested_per_trajectory: int = Field(3, ge=0)
-    verifier: LitellmModelConfig | None = None  # None: no execution-free judge
-    verifier_samples: int = Field(5, ge=1)  # when the provider returns no logprobs
+    generated_tests: int = Field(0, ge=0, description="test-writing trajectories per instance (need a model)")
+    test_writer: ModelConfig | None = None  # None: the run's agent model
+    verifier: VerifierConfig | None = None  # None: no execution-free judge
     reuse_containers: bool = True
     workers: int = Field(2, ge=1)
     default_policy: DefaultPolicyConfig = Field(default_factory=DefaultPolicyConfig)
@@ -80,7 +82,9 @@ class SelectionEnv:
     cache: MatrixCache
     read_base: ReadBase | None = None
     log: Log = field(default=lambda line: None)
-    verifier: Any = None  # a selection.verifier.Verifier, built once per run by the caller
+    verifier: Verifier | None = None  # built once per run by the caller (its cache is shared)
+    test_writer: AgentConfig | None = None  # the test-writing agent, with its model set
+    work_dir: Path | None = None  # where test-writing trajectories go (default: the selection folder)
 
 
 @dataclass
@@ -116,6 +120,7 @@ def select_task(
     tests = _stored_tests(folder, candidates, config)
     if tests is None:
         tests = gather_tests(task, candidates, env=env, config=config, trajectories=trajectories)
+        tests += _generated_tests(task, env, config, folder)
         tests += [t for t in extra_tests if t.id not in {x.id for x in tests}]
         write_json_atomic(
             folder / TESTS_FILE,
@@ -210,19 +215,44 @@ def _regression_tests(
         )
 
 
+def _generated_tests(task: Task, env: SelectionEnv, config: SelectionConfig, folder: Path) -> list[TestCase]:
+    """GENERATED tests from `config.generated_tests` test-writing trajectories (CodeMonkeys' votes)."""
+    if not config.generated_tests or env.test_writer is None:
+        return []
+    from patchfleet.selection.generate import generate_tests
+
+    def sandbox(index: int):
+        labels = {"role": "test-writer", "task": task.id, "trajectory": str(index)}
+        return env.backend.start(SandboxSpec(image=env.image, labels=labels))
+
+    parallel = ParallelConfig(n=config.generated_tests)
+    if config.test_writer is not None:
+        parallel = parallel.model_copy(update={"models": [config.test_writer]})
+    return generate_tests(task, env.test_writer, parallel, sandbox, (env.work_dir or folder) / "test-writers")
+
+
 def _verify(task: Task, candidates: Sequence[Candidate], env: SelectionEnv) -> dict[str, VerifierScore]:
+    assert env.verifier is not None
     scores = {}
     for candidate in candidates:
         if not candidate.usable:
             continue
-        trajectory = next((Path(s.trajectory) for s in candidate.sources if s.trajectory), None)
-        scores[candidate.id] = env.verifier.score(task, candidate, trajectory=trajectory)
+        path = next((Path(s.trajectory) for s in candidate.sources if s.trajectory), None)
+        text = None
+        if path is not None and path.is_file():
+            try:
+                text = condense_trajectory(path) or None
+            except ConfigError:  # an unreadable trajectory: judge the patch alone
+                text = None
+        scores[candidate.id] = env.verifier.score(task, candidate, trajectory=text)
     return scores
 
 
 def _tests_key(candidates: Sequence[Candidate], config: SelectionConfig) -> str:
     """What the gathered tests depend on: the candidates and the test-source settings."""
-    settings = config.model_dump(include={"harvest", "candidate_tests", "regression", "regression_budget_s"})
+    settings = config.model_dump(
+        include={"harvest", "candidate_tests", "regression", "regression_budget_s", "generated_tests"}
+    )
     return content_hash(*sorted(c.id for c in candidates), json.dumps(settings, sort_keys=True))
 
 
