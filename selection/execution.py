@@ -168,33 +168,31 @@ class _Runner:
         try:
             # an empty test list still needs one container: the check is not cached (a merged export)
             for test in row.tests or [None]:
-                cell: Cell | None = None
-                try:
-                    if sandbox is None:
-                        sandbox = self._start(row.candidate_id)
-                        with self._timed("apply"):
-                            new_check = self._apply_and_check(sandbox, row)
-                        fresh = True
-                        if new_check is not None:
-                            self.cache.put_check(
-                                self.instance_id, self.image, key, new_check.model_dump(mode="json")
-                            )
-                            row.check = new_check
-                        if not row.check.applied:
-                            row.cells = [self._error_cell(row, t, PATCH_ERROR) for t in row.tests]
-                            return
-                    elif not fresh:
-                        with self._timed("reset"):
-                            sandbox.reset()
-                            self._reapply(sandbox, row)
-                    if test is None:
+                if not fresh:
+                    try:
+                        sandbox, new_check = self._prepare(sandbox, row)
+                    except (InfrastructureError, OSError) as exc:
+                        sandbox = None
+                        self._say(f"{row.candidate_id}: infrastructure failure ({exc})")
+                        if test is not None:
+                            row.cells.append(self._error_cell(row, test, f"{type(exc).__name__}: {exc}"))
+                        continue
+                    if new_check is not None:
+                        self.cache.put_check(
+                            self.instance_id, self.image, key, new_check.model_dump(mode="json")
+                        )
+                        row.check = new_check
+                    if row.check is not None and not row.check.applied:
+                        row.cells = [self._error_cell(row, t, PATCH_ERROR) for t in row.tests]
                         return
-                    fresh = False
+                if test is None:
+                    return
+                fresh = False
+                try:
                     with self._timed("test"):
                         cell = self._run_test(sandbox, row, test)
                 except (InfrastructureError, OSError) as exc:
-                    if test is not None:
-                        row.cells.append(self._error_cell(row, test, f"{type(exc).__name__}: {exc}"))
+                    row.cells.append(self._error_cell(row, test, f"{type(exc).__name__}: {exc}"))
                     self._say(
                         f"{row.candidate_id}: infrastructure failure ({exc}); next test in a new container"
                     )
@@ -206,6 +204,27 @@ class _Runner:
                     sandbox = self._close(sandbox)
         finally:
             self._close(sandbox)
+
+    def _prepare(self, sandbox: Sandbox | None, row: _Row) -> tuple[Sandbox, CandidateCheck | None]:
+        """A sandbox with the row's patch on a clean tree, and the check when it is new: `sandbox` reset
+        and re-patched, or a new container when there is none or the reset failed (a test may have
+        broken the repository or the container; that must not cost the next test its cell)."""
+        if sandbox is not None:
+            try:
+                with self._timed("reset"):
+                    sandbox.reset()
+                    self._reapply(sandbox, row)
+                return sandbox, None
+            except (InfrastructureError, OSError) as exc:
+                self._say(f"{row.candidate_id}: reset failed ({exc}); going on in a new container")
+                self._close(sandbox)
+        sandbox = self._start(row.candidate_id)
+        try:
+            with self._timed("apply"):
+                return sandbox, self._apply_and_check(sandbox, row)
+        except BaseException:
+            self._close(sandbox)
+            raise
 
     def _close(self, sandbox: Sandbox | None) -> None:
         if sandbox is not None:

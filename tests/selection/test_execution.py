@@ -191,7 +191,7 @@ def test_matrix_cells_flags_clusters_cache_and_reuse(docker_backend, repo_image,
 
     # one container per (candidate, test) pair: the same cells (durations aside)
     pairs = CountingBackend(docker_backend)
-    subset = [candidates["right"], candidates["wrong"], candidates["broken"]]
+    subset = [candidates["right"], candidates["broken"]]
     fresh = run_matrix(
         INSTANCE,
         subset,
@@ -201,7 +201,7 @@ def test_matrix_cells_flags_clusters_cache_and_reuse(docker_backend, repo_image,
         cache=MatrixCache(tmp_path / "pairs"),
         reuse=False,
     )
-    assert pairs.started == 3 * 3 + 1  # BASE, right and wrong once per test; broken's check once
+    assert pairs.started == 2 * 3 + 1  # BASE and right once per test; broken's check once
     assert _comparable(fresh.matrix) == {
         key: value for key, value in _comparable(matrix).items() if key[0] in {BASE, *(c.id for c in subset)}
     }
@@ -228,3 +228,27 @@ def _comparable(matrix) -> dict[tuple[str, str], tuple]:
         (c.candidate_id, c.test_id): (c.exit_code, c.output, c.output_hash, c.timed_out, c.error)
         for c in matrix.cells
     }
+
+
+def test_a_test_that_breaks_the_repository_does_not_cost_the_next_test_its_cell(
+    docker_backend, repo_image, tmp_path
+):
+    breaker = TestCase.make(
+        instance_id=INSTANCE,
+        kind=TestKind.HARVESTED,
+        contract=Contract.BEHAVIOUR,
+        command="rm -rf .git && echo gone",
+    )
+    check = _tests()["exit"]
+    counting = CountingBackend(docker_backend)
+    run = run_matrix(
+        INSTANCE,
+        [],
+        [breaker, check],
+        image=repo_image,
+        backend=counting,
+        cache=MatrixCache(tmp_path / "cache"),
+    )
+    assert run.matrix.get(BASE, breaker.id).output == "gone"
+    assert run.matrix.get(BASE, check.id).exit_code == 2  # base behaviour, in a fresh container
+    assert counting.started == 2 and run.stats.cell_errors == 0
