@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT, TEST_EXIT_CODE, TEST_EXIT_CODE_VAR
 
@@ -75,3 +75,40 @@ def eval_script(
         reset,
     ]
     return "\n".join(lines) + "\n"
+
+
+CONDA_ENV = "testbed"
+CONDA_ACTIVATE = "source /opt/miniconda3/bin/activate"
+
+
+def official_eval_script(
+    repo: str, spec: dict[str, Any], *, test_patch: str, base_commit: str, workdir: str = REPO_DIR
+) -> str:
+    """The harness's own eval script for an official SWE-bench image, where the environment is the conda
+    env `testbed` and `/testbed` holds the repository's history up to `base_commit`: swebench 4.1.0's
+    `make_eval_script_list_py` from the published `spec` (eval_commands, install, test_cmd), with the test
+    exit code recorded by swebench 5's own `record_test_exit_code`."""
+    from swebench.harness.utils import record_test_exit_code
+
+    reset = f"git checkout {base_commit} {' '.join(files_before(test_patch))}"
+    test_cmd = spec["test_cmd"] if isinstance(spec["test_cmd"], str) else " ".join(spec["test_cmd"])
+    activate = [CONDA_ACTIVATE, f"conda activate {CONDA_ENV}"]
+    lines = [
+        *activate,
+        f"cd {workdir}",
+        *spec.get("eval_commands", ()),
+        f"git config --global --add safe.directory {workdir}",
+        f"cd {workdir}",
+        "git status",
+        "git show",
+        f"git -c core.fileMode=false diff {base_commit}",
+        *activate,
+        *([spec["install"]] if "install" in spec else []),
+        reset,
+        f"git apply -v - <<'{HEREDOC}'\n{test_patch}\n{HEREDOC}",
+        f": '{START_TEST_OUTPUT}'",
+        " ".join([test_cmd, *get_test_directives(repo, test_patch)]),
+        f": '{END_TEST_OUTPUT}'",
+        reset,
+    ]
+    return "\n".join(["#!/bin/bash", "set -uxo pipefail", *record_test_exit_code(lines)]) + "\n"

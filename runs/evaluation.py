@@ -30,17 +30,19 @@ from swebench.harness.constants import (
 from swebench.harness.run_evaluation import GIT_APPLY_CMDS
 
 from patchfleet.atomic import write_json_atomic
-from patchfleet.data.evalscript import eval_script
-from patchfleet.data.grading import grade, summarize
-from patchfleet.data.recipes import Recipe, recipe_for
+from patchfleet.data.evalscript import eval_script, official_eval_script
+from patchfleet.data.grading import grade, parser_name, summarize
+from patchfleet.data.recipes import Recipe, recipe_for, spec_for
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import EvalSpec, Prediction, Task
+from patchfleet.data.upstream import Specs
 from patchfleet.errors import PatchApplyError, PatchfleetError
 from patchfleet.runs.verdicts import VerdictCache
 from patchfleet.sandbox.base import REPO_DIR, Network, SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.git import RESET_TREE, apply_like_harness, forget_baseline
 from patchfleet.sandbox.images import ImageBuilder, ImageSpec, image_spec
+from patchfleet.sandbox.official import ImageMode, OfficialImage, OfficialImages
 
 TEST_TIMEOUT = 1800.0
 EVAL_SCRIPT = "/eval.sh"
@@ -98,12 +100,17 @@ class Evaluator:
         reinstall: bool = True,
         log: Callable[[str], None] | None = None,
         run_id: str = DEFAULT_RUN_ID,
+        images: ImageMode | str = ImageMode.LOCAL,
+        specs: Specs | None = None,
     ) -> None:
         self.backend = backend
         self.out_dir = out_dir
         self.run_id = run_id  # names the log folder of `evaluate` calls that do not give their own
         self.recipes = recipes or (lambda task: recipe_for(task, source))
         self.builder = ImageBuilder(backend, repo_source=source, allow_pull=allow_pull, log=log)
+        # an official image is evaluated with the harness's own script, made from the published spec
+        self.official = OfficialImages(self.builder, images)
+        self.specs = specs
         self.test_timeout = test_timeout
         # the official harness runs tests with the network on, and some suites need it (requests: httpbin)
         self.network = network
@@ -122,13 +129,13 @@ class Evaluator:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "patch.diff").write_text(prediction.model_patch, encoding="utf-8", errors="surrogateescape")
         try:
-            recipe, image, key = self._verdict_key(task, spec, prediction)
+            plan, key = self._verdict_key(task, spec, prediction)
             cached = self.verdicts.lookup(task.id, key)
             if cached is not None:
                 (outcome.report, outcome.apply_method), outcome.timings = cached, {"cached": 1.0}
             else:
                 outcome.report, outcome.apply_method = self._run(
-                    task, spec, prediction, recipe, image, folder, outcome.timings
+                    task, spec, prediction, plan, folder, outcome.timings
                 )
                 self.verdicts.put(task.id, key, outcome.report, outcome.apply_method, folder)
         except PatchfleetError as exc:
@@ -143,22 +150,25 @@ class Evaluator:
 
     def cached(self, task: Task, spec: EvalSpec, prediction: Prediction) -> Outcome | None:
         """The stored verdict of this patch, if there is one; builds nothing, runs nothing."""
-        _, _, key = self._verdict_key(task, spec, prediction)
+        _, key = self._verdict_key(task, spec, prediction)
         cached = self.verdicts.lookup(task.id, key)
         if cached is None:
             return None
         report, method = cached
         return Outcome(task.id, report, timings={"cached": 1.0}, apply_method=method)
 
-    def _verdict_key(
-        self, task: Task, spec: EvalSpec, prediction: Prediction
-    ) -> tuple[Recipe, ImageSpec, str]:
+    def _verdict_key(self, task: Task, spec: EvalSpec, prediction: Prediction) -> tuple[_Plan, str]:
+        official = self.official.for_task(task.id)
+        if official is not None:
+            upstream = spec_for(task.repo, task.version, self.specs)
+            key = official_verdict_key(official.image_id, upstream, spec, prediction.model_patch)
+            return _Plan(official=official, upstream=upstream), key
         recipe = self._recipe(task)
         image = image_spec(task, recipe)  # its tags are content hashes: known without building it
         key = verdict_key(
             recipe, spec, prediction.model_patch, image=image.tags()[-1], reinstall=self.reinstall
         )
-        return recipe, image, key
+        return _Plan(recipe=recipe, image=image), key
 
     def _recipe(self, task: Task) -> Recipe:
         if task.id not in self._recipe_of:
@@ -170,13 +180,16 @@ class Evaluator:
         task: Task,
         spec: EvalSpec,
         prediction: Prediction,
-        recipe: Recipe,
-        image: ImageSpec,
+        plan: _Plan,
         folder: Path,
         timings: dict[str, float],
     ) -> tuple[dict[str, Any], str]:
         started = time.monotonic()
-        tag = self.builder.ensure(image)
+        if plan.official is not None:
+            tag = plan.official.name  # as the harness: the image's own environment; its script activates
+        else:
+            assert plan.image is not None
+            tag = self.builder.ensure(plan.image)
         timings["image"] = time.monotonic() - started
         sandbox_spec = SandboxSpec(
             image=tag,
@@ -192,15 +205,22 @@ class Evaluator:
             (folder / "patch_apply.log").write_text(apply_log + "\n", encoding="utf-8")
             if method is None:
                 raise PatchApplyError(f"patch does not apply with any command of the harness:\n{apply_log}")
-            # the upstream base is the root of our instance repository (its set-up edits are a commit
-            # on top, as in the official images); everything else is the official script
-            root = sandbox.exec("git rev-list --max-parents=0 HEAD", timeout=60)
-            script = eval_script(
-                recipe,
-                test_patch=spec.test_patch,
-                base_commit=root.output.strip().splitlines()[-1] if root.ok else "HEAD",
-                reinstall=self.reinstall,
-            )
+            if plan.official is not None:  # the harness's own script, in the conda env `testbed`
+                assert plan.upstream is not None
+                script = official_eval_script(
+                    task.repo, plan.upstream, test_patch=spec.test_patch, base_commit=task.base_commit
+                )
+            else:
+                assert plan.recipe is not None
+                # the upstream base is the root of our instance repository (its set-up edits are a commit
+                # on top, as in the official images); everything else is the official script
+                root = sandbox.exec("git rev-list --max-parents=0 HEAD", timeout=60)
+                script = eval_script(
+                    plan.recipe,
+                    test_patch=spec.test_patch,
+                    base_commit=root.output.strip().splitlines()[-1] if root.ok else "HEAD",
+                    reinstall=self.reinstall,
+                )
             (folder / "eval.sh").write_text(script, encoding="utf-8", errors="surrogateescape")
             sandbox.write_file(EVAL_SCRIPT, script, mode=0o755)
             before_tests = time.monotonic()
@@ -219,7 +239,7 @@ class Evaluator:
             version=task.version,
             model_patch=prediction.model_patch,
             model_name=prediction.model_name_or_path,
-            parser=recipe.parser,
+            parser=plan.recipe.parser if plan.recipe is not None else parser_name(task.repo),
         )
         timings["total"] = time.monotonic() - started
         return report, method
@@ -234,6 +254,26 @@ def verdict_key(recipe: Recipe, spec: EvalSpec, model_patch: str, *, image: str,
         sort_keys=True,
     )
     return hashlib.sha256(content.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def official_verdict_key(image_id: str, upstream: dict[str, Any], spec: EvalSpec, model_patch: str) -> str:
+    """`verdict_key` of an evaluation in an official image: its content id, the published spec the
+    harness's script is made from, the hidden tests and the patch."""
+    content = json.dumps(
+        ["official", image_id, upstream, spec.model_dump(), model_patch, KEY_FORMAT], sort_keys=True
+    )
+    return hashlib.sha256(content.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one instance is evaluated: in our layered image from its recipe, or in its official image with
+    the harness's script made from the published spec (`upstream`)."""
+
+    recipe: Recipe | None = None
+    image: ImageSpec | None = None
+    official: OfficialImage | None = None
+    upstream: dict[str, Any] | None = None
 
 
 class EvaluationError(PatchfleetError):

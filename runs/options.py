@@ -35,6 +35,15 @@ RequiredInstanceIds = Annotated[
     ),
 ]
 
+Images = Annotated[
+    str,
+    typer.Option(
+        "--images",
+        help="auto: the official SWE-bench image (swebench/sweb.eval.x86_64.<id>, conda env testbed) when "
+        "present or pullable, else ours; official: only official images; local: always ours",
+    ),
+]
+
 
 def spread(args: Sequence[str], names: frozenset[str] = SPREAD_OPTIONS) -> list[str]:
     """`--instance-ids a b --out x` -> `--instance-ids a --instance-ids b --out x`; other args unchanged.

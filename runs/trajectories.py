@@ -36,6 +36,7 @@ from patchfleet.errors import ConfigError
 from patchfleet.sandbox.base import SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
+from patchfleet.sandbox.official import OfficialImages
 
 OUTCOMES_FILE = "outcomes.json"
 
@@ -98,6 +99,7 @@ def run_tasks(
     workers: int = 1,
     llm_limiter: Limiter | None = None,
     sandbox_limiter: Limiter | None = None,
+    official: OfficialImages | None = None,
 ) -> list[dict[str, Any]]:
     """Every task's outcomes document, in task order; `workers` tasks at once share the limiters."""
     one = functools.partial(
@@ -110,6 +112,7 @@ def run_tasks(
         out_dir=out_dir,
         llm_limiter=llm_limiter,
         sandbox_limiter=sandbox_limiter,
+        official=official,
     )
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task") as pool:
         return list(pool.map(one, tasks))
@@ -126,15 +129,22 @@ def run_task(
     out_dir: Path,
     llm_limiter: Limiter | None = None,
     sandbox_limiter: Limiter | None = None,
+    official: OfficialImages | None = None,
 ) -> dict[str, Any]:
-    """One task: its image, its N trajectories, then `<out>/<id>/outcomes.json`."""
+    """One task: its image (the official one when `official` finds it, else ours), its N trajectories,
+    then `<out>/<id>/outcomes.json`."""
     image = ""
     try:
-        image = builder.ensure(image_spec(task, recipe(task)))
+        found = official.for_task(task.id) if official is not None else None
+        # an official image's conda env `testbed` is passed to every sandbox (see sandbox/official.py)
+        if found is not None:
+            image, env = found.name, found.env
+        else:
+            image, env = builder.ensure(image_spec(task, recipe(task))), {}
 
         def sandbox(index: int):
             labels = {"role": "agent", "task": task.id, "trajectory": str(index)}
-            return backend.start(SandboxSpec(image=image, labels=labels))
+            return backend.start(SandboxSpec(image=image, labels=labels, env=env))
 
         outcomes = run_parallel(
             task,

@@ -14,6 +14,7 @@ from patchfleet.data.sources import LocalCheckout, MirrorFolder, RepoSource
 from patchfleet.data.task import Prediction
 from patchfleet.errors import ConfigError, DataError, RepoSourceError
 from patchfleet.sandbox.base import Network
+from patchfleet.sandbox.official import ImageMode, OfficialImages, image_mode
 
 MAX_LISTED = 10  # ids named in one message; the rest are counted
 
@@ -90,3 +91,18 @@ def source(repo_source: RepoSource, repos: Iterable[str]) -> None:
             repo_source.location("")
         except RepoSourceError as exc:
             raise ConfigError(f"--local {repo_source.path}: not a git repository") from exc
+
+
+def images(value: str) -> ImageMode:
+    return image_mode(value)
+
+
+def official_images(official: OfficialImages, instance_ids: Iterable[str]) -> None:
+    """With `--images official`, every instance has its official image here or pullable (asks the
+    engine and the registry; builds nothing)."""
+    missing = official.missing(sorted(set(instance_ids)))
+    if missing:
+        raise ConfigError(
+            f"--images official: no official image for {listed(missing)} (not here, cannot be pulled); "
+            "use --images auto to build ours for them"
+        )

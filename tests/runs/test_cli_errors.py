@@ -77,6 +77,15 @@ def test_eval_with_an_unknown_network(dataset, no_engine):
     )
 
 
+def test_eval_and_trajectories_with_an_unknown_image_mode(dataset, no_engine):
+    for command in (["eval", "--predictions", "gold"], ["trajectories", "--instance-ids", "local__calc-1"]):
+        one_line(
+            [*command, "--dataset", str(dataset), "--images", "nonsense", *no_engine],
+            "--images 'nonsense'",
+            "auto, official, local",
+        )
+
+
 def test_a_hugging_face_dataset_without_network_fails_at_once(no_engine):
     env = {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HUB_OFFLINE": None}
     one_line(
