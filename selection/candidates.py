@@ -134,7 +134,9 @@ def load_candidates_from_predictions(path: str | Path) -> LoadedCandidates:
 
 
 def _prediction_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    if path.suffix == ".json" and path.is_file():
+    if not path.is_file():  # read_rows would take a missing path for a Hugging Face dataset name
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -103,8 +103,13 @@ def test_a_bad_row_names_its_file_and_line_and_the_others_load(tmp_path):
 def test_a_bad_file_is_an_error_not_an_exception(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{oops")
-    loaded = load_candidates(predictions=[broken, tmp_path / "missing.jsonl"])
-    assert loaded.total == 0 and len(loaded.errors) == 2
+    unsupported = tmp_path / "preds.txt"
+    unsupported.write_text("x")
+    loaded = load_candidates(
+        predictions=[broken, tmp_path / "missing.jsonl", tmp_path / "missing-name", unsupported]
+    )
+    assert loaded.total == 0 and len(loaded.errors) == 4
+    assert "unsupported format" in str(loaded.errors[3])
     assert str(broken) in str(loaded.errors[0]) and "missing.jsonl: no such file" in str(loaded.errors[1])
 
 
