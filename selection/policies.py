@@ -216,7 +216,7 @@ def r2e(inputs: SelectionInputs) -> Decision:
         Criterion("verifier score", lambda f: -1.0 if f.verifier is None else f.verifier, _score),
         SHORTER,
     ]
-    extra = {f.id: {"top_half": int(f.id in top)} for f in evidence.candidates.values()}
+    extra = {f.id: {"top_half": int(f.id in top) if scored else None} for f in evidence.candidates.values()}
     return _decide(inputs, "r2e", evidence, criteria, extra, _missing(evidence, verifier=True))
 
 
