@@ -290,6 +290,13 @@ def test_default_weights_can_be_swept():
     decision = default(case)
     assert decision.scores[RIGHT.id]["f_support"] == pytest.approx(2 / 5)
     assert "score" in decision.scores[RIGHT.id]
+    # counted by distinct candidates, the 3 sources of `wrong` weigh as much as the 2 of `right`
+    by_candidates = make_default(DefaultPolicyConfig(support_by="candidates"))(case)
+    assert by_candidates.scores[WRONG.id]["f_support"] == by_candidates.scores[RIGHT.id]["f_support"] == 0.5
+    case, _ = behaviour_only_inputs()
+    by_sources = make_default(DefaultPolicyConfig(behaviour_by="sources"))(case)
+    assert by_sources.scores[RIGHT.id]["f_behaviour"] == pytest.approx(3 / 7)  # 2 + 1 of 7 sources
+    assert default(case).scores[RIGHT.id]["f_behaviour"] == pytest.approx(2 / 4)  # 2 of 4 candidates
 
 
 def test_default_drops_syntax_errors_unless_every_candidate_has_one():
