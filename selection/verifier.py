@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -79,7 +78,7 @@ class Verifier:
         self.config = config
         self.model = model if model is not None else config.model.build(limiter)
         self.templates = _load_templates(config.prompt)
-        self._lock = threading.Lock()
+        self._no_logprobs = False  # set when the provider rejected the logprobs parameter
 
     # -- prompt ----------------------------------------------------------------------------------
 
@@ -144,13 +143,15 @@ class Verifier:
         cfg = self.config
         limit = {"max_tokens": cfg.answer_tokens} if cfg.answer_tokens else {}
         first: Reply | None = None
-        if cfg.method in ("auto", "logprobs"):
+        if cfg.method == "logprobs" or (cfg.method == "auto" and not self._no_logprobs):
             try:
                 first = self.model.query(messages, logprobs=True, top_logprobs=cfg.top_logprobs, **limit)
             except (ConfigError, ModelError) as exc:
-                # a provider that rejects the logprobs parameter itself: sample instead (auto only)
+                # a provider that rejects the logprobs parameter itself: sample instead (auto only), and
+                # do not ask it again
                 if cfg.method == "logprobs" or "logprob" not in str(exc).lower():
                     raise
+                self._no_logprobs = True
             if first is not None and first.logprobs:
                 score, detail = logprob_score(first.logprobs, cfg.yes, cfg.no)
                 return {

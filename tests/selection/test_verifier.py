@@ -175,3 +175,16 @@ def test_answer_parsing_and_logprob_arithmetic():
         (TokenLogprob("**", -0.1), TokenLogprob("Yes", -0.7, (("Yes", -0.7),))), "YES", "NO"
     )
     assert score == 1.0
+
+
+def test_a_provider_that_rejects_logprobs_is_sampled_and_not_asked_again(server, tmp_path):
+    server.push(
+        Fault.bad_request("logprobs is not supported with this model"), FakeReply("YES"), FakeReply("YES")
+    )
+    verifier = Verifier(config(server, tmp_path, samples=2))
+    first = verifier.score(TASK, candidate(RIGHT_PATCH))
+    assert first.method == "sampled" and first.score == 1.0 and first.samples == 2
+    server.push(FakeReply("NO"), FakeReply("NO"))
+    second = verifier.score(TASK, candidate(WRONG_PATCH))
+    assert second.score == 0.0
+    assert [bool(r.body.get("logprobs")) for r in server.requests] == [True, False, False, False, False]
