@@ -1,10 +1,12 @@
 """The execution matrix: every distinct candidate, and the unpatched base, against every test, in sandboxes.
 
 One container per candidate row by default: the patch is applied, the tests run one after another with
-`Sandbox.reset()` and the patch re-applied between them (reset restores tracked files, removes files
-created since the start and kills leftover processes; files outside the repository, such as /tmp,
-survive it, which is why every test writes its files again). `reuse=False` starts one container per
-(candidate, test) pair instead: the same cells, at the price measured by benchmarks/matrix_reuse.py.
+`Sandbox.reset()` and the patch re-applied between them. Reset kills leftover processes, restores
+tracked files and removes untracked ones created since the start; what survives it lies outside the
+repository (/tmp) or is ignored by it (__pycache__), so every test writes its files again, and a test
+that breaks the repository costs a new container, not the next test's cell. `reuse=False` starts one
+container per (candidate, test) pair instead: the same cells, at the price benchmarks/matrix_reuse.py
+measures.
 
 Cells are cached by (image, patch hash, test id) in a `MatrixCache` as they finish, so a killed run
 resumes, and a candidate whose cells are all cached starts no container. Infrastructure failures and
