@@ -1,5 +1,6 @@
 """`patchfleet batch`: tasks -> image -> N trajectories -> candidates (+ other systems' predictions) ->
-selection -> predictions (-> evaluation) -> summary, resumable after `kill -9` at any moment.
+selection (`runs.select.Selector`, i.e. `selection.pipeline.select_task`) -> predictions (-> evaluation)
+-> summary, resumable after `kill -9` at any moment.
 
 Resume reads the files, never the database: a task with a complete `prediction.json` is done; a
 trajectory whose file says it finished is not run again; a partial one (killed mid-run) or one that ended
@@ -30,13 +31,14 @@ from patchfleet.agent.model import Limiter, Model, Reply
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.task import EvalSpec, Task
-from patchfleet.errors import ConfigError, SandboxError
+from patchfleet.errors import ConfigError, PatchfleetError, SandboxError
 from patchfleet.runs.budget import Budget
 from patchfleet.runs.config import RunConfig
 from patchfleet.runs.layout import (
     CANDIDATES_FILE,
     DECISION_FILE,
     OUTCOMES_FILE,
+    VERIFIER_FILE,
     RunLayout,
     TrajectoryState,
     read_json,
@@ -53,15 +55,19 @@ from patchfleet.selection.model import Candidate, Decision
 NOT_STARTED = "BudgetExhausted"  # exit status of a trajectory the budget did not allow to start
 
 
+class SelectionFailed(PatchfleetError):
+    """The select stage of a task failed (its message says why); the task is retried on resume."""
+
+
 @dataclass(frozen=True)
 class SelectJob:
-    """What the select stage of one task receives (the same fields as `runs.fix_select.SelectionJob`)."""
+    """What the select stage of one task receives."""
 
     task: Task
     candidates: list[Candidate]
     image: str
     backend: DockerBackend | None
-    out_dir: Path  # <run>/<task id>/
+    out_dir: Path  # <run>/selection/<task id>/
     config: RunConfig
     trajectories: list[Path] = field(default_factory=list)
 
@@ -197,11 +203,13 @@ class _Context:
                 candidates,
                 image,
                 self.services.backend,
-                self.layout.task_dir(task.id),
+                self.layout.selection_dir(task.id),
                 self.config,
                 [o.path for o in outcomes if o.path.exists()],
             )
             decision = self._stage(task, status, result, "select", lambda: self._select(job))
+            status["costs"]["selection"] = selection_cost(job.out_dir)
+            self.budget.add(status["costs"]["selection"])
             complete = not any(o.exit_status == NOT_STARTED for o in outcomes)
             write_prediction(self.layout, task.id, self.config.outputs.run_id, decision, candidates, complete)
             result.status = "done" if complete else "incomplete"
@@ -312,12 +320,24 @@ class _Context:
         return merge_candidates(ours, self.others.get(task.id, []))
 
     def _select(self, job: SelectJob) -> Decision:
+        """The selector's decision; selectors that write no files (a simple policy) get them written."""
         decision = self.services.select(job)
         folder = job.out_dir
         if not (folder / CANDIDATES_FILE).exists():
             write_json_atomic(folder / CANDIDATES_FILE, [c.model_dump(mode="json") for c in job.candidates])
-        write_json_atomic(folder / DECISION_FILE, decision.model_dump(mode="json"))
+        if not (folder / DECISION_FILE).exists():
+            write_json_atomic(folder / DECISION_FILE, decision.model_dump(mode="json"))
         return decision
+
+
+def selection_cost(folder: Path) -> float:
+    """What the verifier spent on this task in this run (scores read from its cache cost nothing)."""
+    scores = read_json(folder / VERIFIER_FILE, {}) or {}
+    return sum(
+        float(score.get("cost") or 0.0)
+        for score in scores.values()
+        if isinstance(score, dict) and not score.get("cached")
+    )
 
 
 def _retrying(
@@ -386,12 +406,12 @@ class ReportingModel:
         return reply
 
 
-# -- selection without the pipeline -------------------------------------------------------------------
+# -- a selector without sandboxes -----------------------------------------------------------------------
 
 
 def majority_select(job: SelectJob) -> Decision:
     """The candidate proposed by the most sources (trajectories and other systems); ties go to the smaller
-    patch, then the id. A stand-in until `selection.pipeline.select_task` is available, and a baseline."""
+    patch, then the id. A baseline, and the selector of tests that need no sandbox."""
     ranking = sorted(job.candidates, key=lambda c: (-len(c.sources), c.size, c.id))
     reasons = [f"{c.id}: {len(c.sources)} source(s), {c.size} changed line(s)" for c in ranking]
     if not ranking:
@@ -404,31 +424,6 @@ def majority_select(job: SelectJob) -> Decision:
         reasons=reasons,
         scores={c.id: {"sources": len(c.sources), "size": c.size} for c in ranking},
     )
-
-
-def default_selector() -> Selector:
-    """The lead's selection pipeline when it is installed, else `majority_select`."""
-    try:
-        from patchfleet.selection import pipeline
-    except ImportError:
-        return majority_select
-    select_task = getattr(pipeline, "select_task", None)
-    if select_task is None:
-        return majority_select
-
-    def pipeline_select(job: SelectJob) -> Decision:
-        return select_task(
-            job.task,
-            job.candidates,
-            config=job.config.selection,
-            out_dir=job.out_dir,
-            image=job.image,
-            backend=job.backend,
-            agent=job.config.agent,
-            trajectories=job.trajectories,
-        )
-
-    return pipeline_select
 
 
 # -- outputs ------------------------------------------------------------------------------------------

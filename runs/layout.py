@@ -8,8 +8,9 @@ ledger go through this one map of the output folder:
     <out>/<instance>/<i>.traj.json      trajectory i (written by the agent at every step)
     <out>/<instance>/attempts/          earlier attempts of a trajectory: killed, or infrastructure failures
     <out>/<instance>/outcomes.json      one row per trajectory, once all of them ended
-    <out>/<instance>/candidates.json, tests.json, matrix.jsonl, verifier.json, decision.json  (selection)
     <out>/<instance>/prediction.json    the chosen patch: the task is done
+    <out>/selection/<instance>/         candidates, tests, matrix.jsonl, verifier, decision (.json)
+    <out>/cells/                        the selection's cell cache (runs.select.Selector)
     <out>/preds.jsonl, preds.json, summary.json, eval/
 """
 
@@ -31,7 +32,9 @@ DECISION_FILE = "decision.json"
 CANDIDATES_FILE = "candidates.json"
 TESTS_FILE = "tests.json"
 MATRIX_FILE = "matrix.jsonl"
+VERIFIER_FILE = "verifier.json"
 ATTEMPTS_DIR = "attempts"
+SELECTION_DIR = "selection"  # as runs/select.py lays it out
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class RunLayout:
 
     def attempts_dir(self, instance_id: str) -> Path:
         return self.task_dir(instance_id) / ATTEMPTS_DIR
+
+    def selection_dir(self, instance_id: str) -> Path:
+        return self.out / SELECTION_DIR / instance_id
 
     def prediction(self, instance_id: str) -> Path:
         return self.task_dir(instance_id) / PREDICTION_FILE

@@ -220,9 +220,12 @@ def task_rows(layout: RunLayout, run_id: str, instance_id: str) -> dict[Table, l
     """The rows one task's files give, by table."""
     base = {"run_id": run_id, "instance_id": instance_id}
     folder = layout.task_dir(instance_id)
+    selection = layout.selection_dir(instance_id)
     task = read_json(layout.task_file(instance_id), {}) or {}
     error = task.get("error") or {}
-    decision = read_json(folder / DECISION_FILE)
+    decision = read_json(selection / DECISION_FILE)
+    if isinstance(decision, dict) and isinstance(decision.get("decision"), dict):
+        decision = decision["decision"]  # the pipeline's file: the decision, every other policy's, timings
     rows: dict[Table, list[dict[str, Any]]] = {table: [] for table in PER_TASK}
     rows[tasks].append(
         {
@@ -261,7 +264,10 @@ def task_rows(layout: RunLayout, run_id: str, instance_id: str) -> dict[Table, l
             rows[costs].append(
                 {**base, "stage": "agent", "ref": str(path.relative_to(folder)), "usd": state.cost}
             )
-    for test in read_json(folder / TESTS_FILE, []) or []:
+    found_tests = read_json(selection / TESTS_FILE, []) or []
+    if isinstance(found_tests, dict):  # the pipeline's file: {"key": ..., "tests": [...]}
+        found_tests = found_tests.get("tests") or []
+    for test in found_tests:
         if isinstance(test, dict) and test.get("id"):
             rows[tests].append(
                 {
@@ -273,7 +279,7 @@ def task_rows(layout: RunLayout, run_id: str, instance_id: str) -> dict[Table, l
                 }
             )
     seen: set[tuple[str, str]] = set()
-    for cell in reversed(read_jsonl(folder / MATRIX_FILE)):  # the last record of a cell wins
+    for cell in reversed(read_jsonl(selection / MATRIX_FILE)):  # the last record of a cell wins
         if not isinstance(cell, dict) or (cell.get("candidate_id"), cell.get("test_id")) in seen:
             continue
         seen.add((cell.get("candidate_id"), cell.get("test_id")))
@@ -289,7 +295,7 @@ def task_rows(layout: RunLayout, run_id: str, instance_id: str) -> dict[Table, l
             }
         )
     if isinstance(decision, dict):
-        candidates = read_json(folder / CANDIDATES_FILE, []) or []
+        candidates = read_json(selection / CANDIDATES_FILE, []) or []
         rows[decisions].append(
             {
                 **base,

@@ -14,7 +14,7 @@ from patchfleet.data.recipes import load_specs, recipe_for
 from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder, RepoSource
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError
-from patchfleet.runs.batch import Selector, Services, default_selector, run_batch
+from patchfleet.runs.batch import SelectionFailed, SelectJob, Selector, Services, run_batch
 from patchfleet.runs.config import RunConfig, model_shorthands
 from patchfleet.runs.progress import RunProgress
 from patchfleet.runs.trajectories import check_models
@@ -22,7 +22,7 @@ from patchfleet.sandbox.base import Network
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.trust import HostTrust
 from patchfleet.selection.candidates import load_candidates_from_predictions, merge_loaded
-from patchfleet.selection.model import Candidate
+from patchfleet.selection.model import Candidate, Decision
 
 
 def repo_source(config: RunConfig) -> RepoSource:
@@ -77,6 +77,8 @@ def build_services(
         return recipe_for(task, source, specs)
 
     builder = ImageBuilder(backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log)
+    if select is None:
+        select = pipeline_selector(config, backend, builder, recipe, source, log)
 
     def evaluate(tasks: list[Task], eval_specs: dict[str, EvalSpec], out: Path) -> dict[str, Any]:
         predictions, errors = load_predictions(config.outputs.dir / "preds.jsonl")
@@ -104,10 +106,57 @@ def build_services(
         backend=backend,
         builder=builder,
         recipe=recipe,
-        select=select or default_selector(),
+        select=select,
         progress=progress or RunProgress(),
         evaluate=evaluate,
     )
+
+
+def pipeline_selector(
+    config: RunConfig,
+    backend: Any,
+    builder: ImageBuilder,
+    recipe: Callable[[Task], Any],
+    source: RepoSource,
+    log: Callable[[str], None],
+) -> Selector:
+    """The selection pipeline through `runs.select.Selector` (shared with `patchfleet select`): tests,
+    matrix, verifier and policies; files under `<out>/selection/<id>/`, cells in `<out>/cells/`."""
+    from patchfleet.runs.select import Selector as PipelineSelector
+    from patchfleet.selection.verifier import Verifier
+
+    verifier = None
+    if config.selection.verifier is not None:
+        judge = config.selection.verifier
+        if judge.cache_dir is None:
+            judge = judge.model_copy(update={"cache_dir": config.outputs.dir / "verifier-cache"})
+        verifier = Verifier(judge)
+    selector = PipelineSelector(
+        backend=backend,
+        builder=builder,
+        recipe=recipe,
+        source=source,
+        config=config.selection,
+        out_dir=config.outputs.dir,
+        log=log,
+        verifier=verifier,
+        test_writer=config.agent if config.selection.generated_tests else None,
+    )
+
+    def select(job: SelectJob) -> Decision:
+        row = selector.select(job.task, job.candidates, job.trajectories)
+        if row.get("error"):
+            raise SelectionFailed(row["error"])
+        return Decision(
+            instance_id=job.task.id,
+            policy=row.get("policy") or config.selection.policy,
+            chosen=row.get("chosen"),
+            ranking=row.get("ranking") or [],
+            reasons=row.get("reasons") or [],
+            scores=row.get("scores") or {},
+        )
+
+    return select
 
 
 def run(

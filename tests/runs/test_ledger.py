@@ -85,18 +85,20 @@ def make_run(out: Path) -> None:
     write_json_atomic(done / "0.traj.json", _trajectory("Submitted", 0.25, 3))
     write_json_atomic(done / "1.traj.json", _trajectory("LimitsExceeded", 0.5, 10))
     write_json_atomic(done / "attempts" / "1.1.traj.json", _trajectory("Running", 0.125, 2))
+    selection = layout.selection_dir("a__b-1")
     write_json_atomic(
-        done / "tests.json",
-        [{"id": "t1", "kind": "generated", "contract": "exit-code", "origin": "0.traj.json"}],
+        selection / "tests.json",
+        {"key": "k", "tests": [{"id": "t1", "kind": "generated", "contract": "exit-code", "origin": "x"}]},
     )
     cells = [
         {"candidate_id": "c1", "test_id": "t1", "exit_code": 2},
         {"candidate_id": "c1", "test_id": "t1", "exit_code": 0, "duration": 1.5},  # a later record wins
         {"candidate_id": "base", "test_id": "t1", "exit_code": 2},
     ]
-    (done / "matrix.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cells) + '{"torn')
-    write_json_atomic(done / "candidates.json", [{"id": "c1"}])
-    write_json_atomic(done / "decision.json", {"policy": "default", "chosen": "c1", "reasons": ["a", "b"]})
+    (selection / "matrix.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cells) + '{"torn')
+    write_json_atomic(selection / "candidates.json", [{"id": "c1"}])
+    decision = {"policy": "default", "chosen": "c1", "reasons": ["a", "b"]}
+    write_json_atomic(selection / "decision.json", {"decision": decision, "others": {}})
     running = layout.task_dir("a__b-2")
     write_json_atomic(layout.task_file("a__b-2"), {"status": "running", "stage": "trajectories"})
     write_json_atomic(running / "0.traj.json", _trajectory("Running", 0.0625, 1))
