@@ -85,7 +85,8 @@ def official_images(docker_backend, base_image, sample_repo, run_git):
             labels = {**CLEARED_LABELS, LAYER_LABEL: "", "patchfleet.role": ""}
             sandbox.container.commit(repository=repository, tag=tag, conf={"Labels": labels})
     yield head
-    for name in names:
+    # the official tags, then the layers under them (the shared base image stays)
+    for name in [*names, *reversed(spec.tags()[1:])]:
         docker_backend.client.images.remove(name)
 
 
