@@ -208,7 +208,7 @@ def evaluate(
         Path,
         typer.Option(
             help="laid out as the harness's working directory: the report <model>.<run_id>.json, "
-            "logs/run_evaluation/<run_id>/<model>/<instance>/, and the verdict cache verdicts/"
+            "logs in logs/run_evaluation/<run_id>/<model>/<id>/, the verdict cache in verdicts/"
         ),
     ] = Path("out/eval"),
     run_id: Annotated[str, typer.Option(help="names the run's report and log folder")] = "patchfleet",

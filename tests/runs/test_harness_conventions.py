@@ -73,4 +73,4 @@ def test_eval_help_shows_the_official_conventions():
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "space-separated after one flag" in text
-    assert "<model>.<run_id>.json" in text and "logs/run_evaluation/<run_id>/<model>/<instance>/" in text
+    assert "<model>.<run_id>.json" in text and "logs/run_evaluation/<run_id>/<model>/<id>/" in text
