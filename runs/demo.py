@@ -22,11 +22,13 @@ from pathlib import Path
 from patchfleet.agent import ParallelConfig
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.issue_input import IssueText, split_text
+from patchfleet.data.sources import LocalCheckout
 from patchfleet.runs import trajectories as runner
 from patchfleet.runs.demo_script import TEMPERATURES, respond
 from patchfleet.runs.demo_server import ScriptedServer
 from patchfleet.runs.fix import RUN_FILE, FixConfig, FixRun, Log, run_fix
-from patchfleet.runs.fix_select import SelectionJob, Selector, execute, suite_selector
+from patchfleet.runs.fix_pipeline import pipeline_for
+from patchfleet.runs.fix_select import SelectionJob, Selector, execute
 from patchfleet.runs.report import EVALUATION_FILE, write_report
 from patchfleet.selection.model import Contract, TestCase, TestKind
 
@@ -122,7 +124,8 @@ def run_demo(
     overrides: tuple[str, ...] = (),
     docker_host: str | None = None,
     allow_pull: bool = True,
-    select: Selector = suite_selector,
+    policy: str = "default",
+    select: Selector | None = None,
     log: Log = print,
 ) -> DemoRun:
     """Run the demo into `out_dir` (its repository, run folder and report); `model` makes it real."""
@@ -157,6 +160,15 @@ def run_demo(
             max_sandboxes=4,
         )
         backend = DockerConfig(docker_host=docker_host).backend(HostTrust.from_env())
+        if select is None:
+            select = pipeline_for(
+                agent,
+                policy=policy,
+                generated_tests=2,
+                source=LocalCheckout(path=repo),
+                run_dir=config.out_dir,
+                log=log,
+            )
         run = run_fix(str(repo), issue, config, select=select, log=log, backend=backend)
     finally:
         if server is not None:

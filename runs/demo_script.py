@@ -151,10 +151,11 @@ def respond(body: dict[str, Any]) -> ScriptedReply:
 _TESTER: list[tuple[str, str] | str] = [
     (
         "Write a test for the issue: exit 0 when fixed, 2 when not.",
-        "cat > /tmp/test_issue.py <<'EOF'\nimport sys\nsys.path.insert(0, '.')\nfrom billsplit import split\n"
+        "cat > /tmp/patchfleet_test.py <<'EOF'\nimport sys\nsys.path.insert(0, '.')\n"
+        "from billsplit import split\n"
         "ok = split(100, 3) == [34, 33, 33] and split(101, 3) == [34, 34, 33]\n"
         "sys.exit(0 if ok else 2)\nEOF\n"
-        "python /tmp/test_issue.py; echo exit=$?",
+        "python /tmp/patchfleet_test.py; echo exit=$?",
     ),
     ("The test fails at the base commit, as it should.", SUBMIT_COMMAND),
 ]

@@ -144,6 +144,7 @@ def run_fix(
 ) -> FixRun:
     """The whole flow for one issue; raises `PatchfleetError` only for what stops it (bad input, an
     environment that does not build), never for a failed trajectory (recorded in outcomes)."""
+    from patchfleet.runs.fix_pipeline import selection_cost
     from patchfleet.runs.report import write_report  # the report imports jinja2 templates: only when used
     from patchfleet.sandbox.config import DockerConfig
     from patchfleet.sandbox.trust import HostTrust
@@ -207,7 +208,7 @@ def run_fix(
         workers=config.select_workers,
     )
     decision = select(job)
-    stages["selection"] = _stage(started, _decision_cost(task_dir))
+    stages["selection"] = _stage(started, selection_cost(task_dir))
     candidates = _recorded_candidates(task_dir, candidates)
     chosen = next((c for c in candidates if c.id == decision.chosen), None)
     patch = chosen.patch if chosen else ""
@@ -342,15 +343,6 @@ def _recorded_candidates(task_dir: Path, fallback: list[Candidate]) -> list[Cand
     if not path.is_file():
         return fallback
     return [Candidate.model_validate(row) for row in json.loads(path.read_text())]
-
-
-def _decision_cost(task_dir: Path) -> float:
-    path = task_dir / "verifier.json"
-    if not path.is_file():
-        return 0.0
-    rows = json.loads(path.read_text())
-    rows = rows.values() if isinstance(rows, dict) else rows
-    return float(sum(row.get("cost", 0.0) for row in rows if isinstance(row, dict)))
 
 
 def _stage(started: float, cost: float = 0.0) -> dict[str, float]:

@@ -44,6 +44,11 @@ def fix(
     n: Annotated[int, typer.Option("--n", "--samples", min=1, help="trajectories to run")] = 4,
     setup: Annotated[str | None, typer.Option(help="install command, replacing the detected steps")] = None,
     test_cmd: Annotated[str | None, typer.Option(help="test command, replacing the detected one")] = None,
+    policy: Annotated[
+        str, typer.Option(help="selection policy: default, codemonkeys, r2e, agentless, or suite-vote")
+    ] = "default",
+    generated_tests: Annotated[int, typer.Option(min=0, help="test-writing trajectories (votes)")] = 0,
+    verifier: Annotated[bool, typer.Option(help="ask the model to judge each candidate")] = True,
     apply: Annotated[bool, typer.Option(help="commit the chosen patch to a new branch of REPO")] = False,
     branch: Annotated[str | None, typer.Option(help="the branch --apply creates")] = None,
     config: Config = None,
@@ -79,10 +84,35 @@ def fix(
         )
         runner.check_models(settings.agent, settings.parallel)
         text = read_issue(issue)
-        run = run_fix(repo, text, settings, log=_log)
+        select = selector_for(settings, policy, generated_tests, verifier, repo)
+        run = run_fix(repo, text, settings, select=select, log=_log)
     except PatchfleetError as exc:
         raise _fail(exc) from exc
     show_run(run)
+
+
+def selector_for(settings, policy: str, generated_tests: int, verifier: bool, repo: str):
+    """suite-vote: the repository's suite and votes only; any other name: the selection pipeline."""
+    from patchfleet.data.sources import LocalCheckout
+    from patchfleet.runs.fix_pipeline import pipeline_for
+    from patchfleet.runs.fix_select import suite_selector
+
+    if policy == "suite-vote":
+        return suite_selector
+    local = Path(repo).expanduser()
+    return pipeline_for(
+        settings.agent,
+        policy=policy,
+        generated_tests=generated_tests,
+        verifier=verifier,
+        source=LocalCheckout(path=local) if local.exists() else None,
+        run_dir=settings.out_dir,
+        log=_log,
+    )
+
+
+# the few scores worth a column in the terminal; the report and `inspect` show them all
+KEY_SCORES = ("score", "verifier", "generated_passed", "regression_failures", "tests_passed", "tests")
 
 
 def show_run(run) -> None:
@@ -90,7 +120,8 @@ def show_run(run) -> None:
     decision = run.decision
     table = Table("candidate", "votes", "size", "flags", "scores", title=f"candidates of {run.task.id}")
     for c in run.candidates:
-        scores = " ".join(f"{k}={v}" for k, v in decision.scores.get(c.id, {}).items())
+        found = decision.scores.get(c.id, {})
+        scores = " ".join(f"{k}={_short(found[k])}" for k in KEY_SCORES if k in found)
         mark = " *" if c.id == decision.chosen else ""
         table.add_row(c.id + mark, str(len(c.sources)), str(c.size), ", ".join(c.flags), scores)
     console.print(table)
@@ -111,6 +142,10 @@ def show_run(run) -> None:
     )
 
 
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def demo(
     model: Annotated[
         str | None, typer.Option(help="a real litellm model instead of the scripted one")
@@ -118,6 +153,9 @@ def demo(
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
     n: Annotated[int, typer.Option("--n", min=1, help="trajectories")] = 7,
+    policy: Annotated[
+        str, typer.Option(help="selection policy: default, codemonkeys, r2e, agentless")
+    ] = "default",
     set_: Sets = None,
     out: Annotated[Path, typer.Option(help="where the repository, the run and the report go")] = Path(
         "out/demo"
@@ -126,6 +164,10 @@ def demo(
     docker_host: DockerHost = None,
 ) -> None:
     """The whole pipeline on a bundled repository with a real bug; offline with a scripted model."""
+    import os
+
+    # offline: litellm would otherwise try to download its price table at its first call
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from patchfleet.runs.demo import REAL_MODEL_FLAG, run_demo
 
     try:
@@ -135,6 +177,7 @@ def demo(
             api_base=api_base,
             api_key_env=api_key_env,
             n=n,
+            policy=policy,
             overrides=tuple(set_ or ()),
             docker_host=docker_host,
             allow_pull=pull,

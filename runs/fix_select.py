@@ -61,24 +61,29 @@ Selector = Callable[[SelectionJob], Decision]
 
 def suite_selector(job: SelectionJob) -> Decision:
     """Run the suite for BASE and every candidate, record the matrix, apply `suite_vote_policy`."""
-    tests = []
-    if job.test_cmd:
-        tests.append(
-            TestCase.make(
-                instance_id=job.task.id,
-                kind=TestKind.REGRESSION,
-                contract=Contract.PASS_FAIL,
-                command=job.test_cmd,
-                origin="the repository's test suite",
-                timeout=job.test_timeout,
-            )
-        )
+    tests = suite_tests(job)
     flags, matrix = execute(job, tests)
     candidates = [c.model_copy(update={"flags": tuple(flags[c.id])}) for c in job.candidates]
     inputs = SelectionInputs(instance_id=job.task.id, candidates=candidates, tests=tests, matrix=matrix)
     decision = suite_vote_policy(inputs)
     write_selection_files(job.out_dir, inputs, decision)
     return decision
+
+
+def suite_tests(job: SelectionJob) -> list[TestCase]:
+    """The repository's own test command as one REGRESSION test (pass/fail), when there is one."""
+    if not job.test_cmd:
+        return []
+    return [
+        TestCase.make(
+            instance_id=job.task.id,
+            kind=TestKind.REGRESSION,
+            contract=Contract.PASS_FAIL,
+            command=job.test_cmd,
+            origin="the repository's test suite",
+            timeout=job.test_timeout,
+        )
+    ]
 
 
 def execute(

@@ -34,7 +34,7 @@ from patchfleet.selection.model import (
 )
 
 REPORT_FILE = "report.html"
-SHOWN_SCORES = ("votes", "size", "tests_passed", "tests", "verifier")  # columns of their own
+SHOWN_SCORES = ("votes", "size", "tests_passed", "tests", "verifier", "score", "sources")  # own columns
 EVALUATION_FILE = "evaluation.json"  # {candidate id: resolved}, when the run knows the truth
 SUBSETS_PER_K = 40
 Policy = Callable[[SelectionInputs], Decision]
@@ -52,6 +52,7 @@ class TaskView:
     cells: list[Cell] = field(default_factory=list)
     verifier: dict[str, VerifierScore] = field(default_factory=dict)
     decision: Decision | None = None
+    others: dict[str, Decision] = field(default_factory=dict)  # other policies' decisions on the same inputs
     resolved: dict[str, bool] | None = None  # by candidate id
 
     def candidate_of(self, row: dict[str, Any]) -> str | None:
@@ -107,7 +108,8 @@ def load_task(folder: Path) -> TaskView:
     if (folder / "candidates.json").is_file():
         view.candidates = [Candidate.model_validate(c) for c in _json(folder / "candidates.json")]
     if (folder / "tests.json").is_file():
-        view.tests = [TestCase.model_validate(t) for t in _json(folder / "tests.json")]
+        raw = _json(folder / "tests.json")  # the pipeline stores {"key", "tests"}, the suite stage a list
+        view.tests = [TestCase.model_validate(t) for t in (raw["tests"] if isinstance(raw, dict) else raw)]
     if (folder / "matrix.jsonl").is_file():
         lines = (folder / "matrix.jsonl").read_text().splitlines()
         view.cells = [Cell.model_validate_json(line) for line in lines if line.strip()]
@@ -117,7 +119,9 @@ def load_task(folder: Path) -> TaskView:
         scores = [VerifierScore.model_validate(r) for r in rows]
         view.verifier = {s.candidate_id: s for s in scores}
     if (folder / "decision.json").is_file():
-        view.decision = Decision.model_validate(_json(folder / "decision.json"))
+        raw = _json(folder / "decision.json")  # the pipeline stores {"decision", "others", "timings", ...}
+        view.decision = Decision.model_validate(raw.get("decision", raw))
+        view.others = {k: Decision.model_validate(d) for k, d in (raw.get("others") or {}).items()}
     if (folder / EVALUATION_FILE).is_file():
         view.resolved = {k: bool(v) for k, v in _json(folder / EVALUATION_FILE).items()}
     return view
@@ -339,6 +343,7 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
                 "passed": sum(1 for t in tests if t in row and row[t].exit_code == 0),
                 "tests": len(tests),
                 "verifier": None if verifier is None or verifier.score is None else verifier.score,
+                "score": scores.get("score"),
                 "scores": {k: v for k, v in scores.items() if k not in SHOWN_SCORES},
                 "resolved": None if task.resolved is None else task.resolved.get(c.id, False),
                 "trajectories": [_link(run.folder, s.trajectory or s.ref) for s in c.sources],
@@ -363,6 +368,7 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
     return {
         "id": task.id,
         "decision": decision,
+        "others": {name: d.chosen for name, d in sorted(task.others.items())},
         "candidates": candidates,
         "trajectories": trajectories,
         "patch": patch,

@@ -51,11 +51,20 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path, base_image) -> None:
     assert [r["exit_status"] for r in outcomes] == ["Submitted"] * 6 + ["LimitsExceeded"]
     assert all(r["cost"] > 0 for r in outcomes)
     candidates = {c["id"]: c for c in json.loads((task / "candidates.json").read_text())}
-    decision = json.loads((task / "decision.json").read_text())
+    stored = json.loads((task / "decision.json").read_text())
+    decision = stored["decision"]
+    assert decision["policy"] == "default"
+    # the evidence the pipeline gathered: a generated test, the repository's suite, verifier scores
+    kinds = {t["kind"] for t in json.loads((task / "tests.json").read_text())["tests"]}
+    assert {"generated", "regression"} <= kinds
+    verifier = json.loads((task / "verifier.json").read_text())
+    assert sorted(round(v["score"], 2) for v in verifier.values()) == [0.25, 0.25, 0.25, 0.9, 0.9]
     evaluation = json.loads((task / "evaluation.json").read_text())
     chosen = candidates[decision["chosen"]]
     assert len(chosen["sources"]) == 2 and "divmod(total_cents, parts)" in chosen["patch"]
     assert evaluation[decision["chosen"]] is True and sum(evaluation.values()) == 2
     assert [c["flags"] for c in candidates.values()].count(["syntax-error"]) == 1
+    # every other policy, on the same evidence, also picks a patch that resolves the issue
+    assert all(evaluation[d["chosen"]] for d in stored["others"].values())
     html = (run / "report.html").read_text()
     assert "SCRIPTED" in html and html.count('<svg class="plot"') == 3 and "resolved 1 / 1" in html
