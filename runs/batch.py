@@ -127,9 +127,9 @@ def run_batch(
         predictions = write_predictions(layout, tasks)
         evaluation = None
         if config.evaluate and services.evaluate is not None:
-            services.progress.task("evaluation", "evaluate", f"{len(predictions)} predictions")
+            services.progress.phase("evaluation", f"{len(predictions)} predictions")
             evaluation = services.evaluate(tasks, eval_specs, out / "eval")
-            services.progress.task_done("evaluation", "done")
+            services.progress.phase_done("evaluation", f"{evaluation.get('resolved_instances')} resolved")
         summary = summarize(layout, run_id, tasks, results, budget, evaluation, time.monotonic() - started)
         write_json_atomic(out / "summary.json", summary)
         return summary

@@ -26,19 +26,7 @@ from patchfleet.agent.config import (
 from patchfleet.agent.parallel import ParallelConfig
 from patchfleet.errors import ConfigError
 from patchfleet.sandbox.config import DockerConfig
-
-try:  # the lead's selection pipeline owns the final shape of this section
-    from patchfleet.selection.pipeline import SelectionConfig  # type: ignore[attr-defined]
-except ImportError:
-
-    class SelectionConfig(BaseModel):  # type: ignore[no-redef]
-        """Placeholder until `selection/pipeline.py` defines it: extra keys are kept, not rejected."""
-
-        model_config = ConfigDict(extra="allow")
-
-        policy: str = "default"
-        verifier_model: str | None = None
-        tests: bool = True
+from patchfleet.selection.pipeline import SelectionConfig
 
 
 class DataConfig(BaseModel):

@@ -97,6 +97,17 @@ class RunProgress:
             self.infra[error] += 1
         self._event(f"{instance_id}: retrying {what} after {error}")
 
+    def phase(self, name: str, detail: str = "") -> None:
+        """A run-level stage after the tasks (evaluation): shown as a running line, never counted."""
+        with self._lock:
+            self.running[name] = TaskLine(detail or name)
+        self._event(f"{name}" + (f": {detail}" if detail else ""))
+
+    def phase_done(self, name: str, detail: str = "") -> None:
+        with self._lock:
+            self.running.pop(name, None)
+        self._event(f"{name}: done" + (f" ({detail})" if detail else ""))
+
     def add_cost(self, usd: float) -> None:
         with self._lock:
             self.cost += usd

@@ -169,6 +169,7 @@ def run(
     """Check everything, then run (or resume) the batch; returns its summary."""
     if config.executor == "ray":
         raise ConfigError("--executor ray is not available yet; use --executor local")
+    config.selection.check()
     tasks, eval_specs = load_run_tasks(config, warn)
     check_models(config.agent, config.parallel)
     others = other_candidates(config, warn)

@@ -1,0 +1,99 @@
+"""RunConfig: YAML, then command-line shorthands, then `--set`, validated once; the sandbox settings reach
+every SandboxSpec; secrets never reach the run folder; bad input is a one-line error before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from patchfleet.errors import ConfigError
+from patchfleet.runs.cli import app
+from patchfleet.runs.config import RunConfig, with_api_key
+from patchfleet.runs.wiring import batch_shorthands
+from patchfleet.sandbox.base import Network
+
+
+def test_yaml_then_flags_then_set(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "parallel: {n: 3, temperatures: [0.0, 0.5]}\n"
+        "agent: {limits: {step_limit: 40}}\n"
+        "sandbox: {network: bridge, cpus: 2, memory: 8g}\n"
+        "budget: 20\n"
+    )
+    flags = batch_shorthands(samples=5, model="openai/1e3", workers=4, candidates=[tmp_path / "c.jsonl"])
+    config = RunConfig.load(path, ["parallel.n=7", "selection.policy=r2e"], flags)
+    assert config.parallel.n == 7  # --set wins over the flag, the flag over the file
+    assert config.parallel.temperatures == [0.0, 0.5]  # untouched keys of the file stay
+    assert config.agent.limits.step_limit == 40 and config.agent.templates.system  # merged with defaults
+    assert config.agent.model is not None and config.agent.model.model == "openai/1e3"  # still a string
+    assert (config.workers, config.budget, config.selection.policy) == (4, 20.0, "r2e")
+    assert config.data.candidates == [tmp_path / "c.jsonl"]
+    spec = config.sandbox.spec("img:1", {"role": "agent"})
+    assert (spec.network, spec.cpus, spec.memory, spec.labels) == (
+        Network.BRIDGE,
+        2.0,
+        "8g",
+        {"role": "agent"},
+    )
+    assert config.ledger_url().startswith("sqlite:///") and config.ledger_url().endswith(
+        "out/batch/ledger.sqlite"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["nope=1"], "Extra inputs are not permitted"),
+        (["workers=0"], "workers"),
+        (["executor=slurm"], "executor"),
+        (["parallel"], "not of the form dotted.key=value"),
+    ],
+)
+def test_bad_keys_and_values_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.load(None, overrides)
+
+
+def test_the_api_key_comes_from_the_environment_and_is_never_written(monkeypatch):
+    monkeypatch.setenv("RUN_CONFIG_TEST_KEY", "sk-secret-123")
+    config = with_api_key(
+        RunConfig.load(None, shorthands=batch_shorthands(models=["openai/a", "openai/b"], model="openai/c")),
+        "RUN_CONFIG_TEST_KEY",
+    )
+    assert config.agent.model.api_key.get_secret_value() == "sk-secret-123"
+    assert [m.api_key.get_secret_value() for m in config.parallel.models] == ["sk-secret-123"] * 2
+    assert "sk-secret-123" not in json.dumps(config.public())
+    with pytest.raises(ConfigError, match="RUN_CONFIG_UNSET is not set"):
+        with_api_key(config, "RUN_CONFIG_UNSET")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "no dataset"),
+        (["--dataset", "{dataset}", "--instance-ids", "x__y-1", "x__y-9"], "unknown or invalid instance id"),
+        (["--dataset", "{dataset}", "--executor", "ray"], "--executor ray is not available"),
+        (["--dataset", "{dataset}", "--set", "selection.policy=best"], "unknown selection policy"),
+        (["--dataset", "{dataset}", "--model", "openai/unpriced-x"], "has no price"),
+        (["--dataset", "{dataset}", "--temperatures", "hot"], "--temperatures"),
+    ],
+)
+def test_batch_fails_before_any_work_with_one_line(tmp_path, args, message):
+    dataset = tmp_path / "d.jsonl"
+    row = {
+        "instance_id": "x__y-1",
+        "repo": "x/y",
+        "base_commit": "a" * 40,
+        "problem_statement": "p",
+        "version": "1",
+    }
+    dataset.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "out"
+    argv = ["batch", "--out", str(out), *[a.replace("{dataset}", str(dataset)) for a in args]]
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (out / "run.json").exists()
