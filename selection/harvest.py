@@ -29,7 +29,7 @@ from patchfleet.agent.actions import BASH_BLOCK
 from patchfleet.agent.config import SUBMIT_SENTINEL
 from patchfleet.agent.patch import split_patch
 from patchfleet.agent.trajectory import read_trajectory
-from patchfleet.errors import DataError
+from patchfleet.errors import DataError, SandboxError
 from patchfleet.sandbox.base import REPO_DIR
 from patchfleet.selection.model import Candidate, Contract, TestCase, TestKind
 from patchfleet.selection.shellwords import Command, Pipeline, parse
@@ -576,9 +576,19 @@ def _follows_exit_contract(run: _Run, codes: list[int]) -> bool:
 
 
 # -- candidates ------------------------------------------------------------------------------------------
+# Command templates: {nodes} node ids (path::Class::test), {files} paths, {names} bare test names.
 RUNNERS = {
     "pytest": "python -m pytest -p no:cacheprovider -rA {nodes}",
+    # sympy's own runner (its environments have no pytest): -k takes names, matched as substrings
+    "sympy": "python bin/test -C --verbose {files} -k {names}",
 }
+
+
+def default_runner(repo: str) -> str:
+    """The runner for a repository (owner/name): sympy's own, else pytest."""
+    return "sympy" if repo.lower() == "sympy/sympy" else "pytest"
+
+
 _TEST_PATH = re.compile(r"(^|/)(tests?|testing)/.*\.py$|(^|/)test_[^/]*\.py$|_test\.py$")
 
 
@@ -598,8 +608,8 @@ def harvest_from_candidates(
     file, and the runner on the test functions that are new or changed in it.
 
     `read_base(path)` gives a file's content at the base commit (None when it does not exist); without it
-    only test files the candidates create can be used. `runner` is a key of RUNNERS or a command template
-    with `{nodes}`.
+    only test files the candidates create can be used. `runner` is a key of RUNNERS (see `default_runner`)
+    or a command template with `{nodes}`, `{files}` or `{names}`.
     """
     template = RUNNERS.get(runner, runner)
     tests: dict[str, TestCase] = {}
@@ -616,12 +626,16 @@ def harvest_from_candidates(
             nodes = changed_tests(base or "", new)
             if not nodes:
                 continue
-            ids = " ".join(shlex.quote(f"{path}::{node}") for node in nodes)
+            targets = {
+                "nodes": " ".join(shlex.quote(f"{path}::{node}") for node in nodes),
+                "files": shlex.quote(path),
+                "names": " ".join(shlex.quote(node.rsplit("::", 1)[-1]) for node in nodes),
+            }
             test = TestCase.make(
                 instance_id=candidate.instance_id,
                 kind=TestKind.CANDIDATE,
                 contract=Contract.PASS_FAIL,
-                command=f"cd {shlex.quote(workdir)} && {template.format(nodes=ids)}",
+                command=f"cd {shlex.quote(workdir)} && {template.format(**targets)}",
                 files={posixpath.join(workdir, path): new},
                 origin=f"candidate {candidate.id}: {path}",
                 timeout=timeout,
@@ -636,7 +650,7 @@ def sandbox_reader(sandbox: Any, workdir: str = REPO_DIR) -> Callable[[str], str
     def read(path: str) -> str | None:
         try:
             return sandbox.read_file(posixpath.join(workdir, path)).decode("utf-8", "replace")
-        except Exception:  # noqa: BLE001 - a missing file is what this answers; any failure means "unknown"
+        except (OSError, SandboxError):  # not there at the base commit
             return None
 
     return read

@@ -222,6 +222,10 @@ def test_candidate_tests_run_the_new_and_changed_functions_of_the_candidate_vers
     assert reads == ["tests/test_calc.py"]  # only modified test files are read at the base
     # without the base, modified files cannot be rebuilt: only new ones are used
     assert len(harvest_from_candidates([candidate(modified), candidate(added, "c2")])) == 1
+    [sympy] = harvest_from_candidates([candidate(modified)], read_base=read_base, runner="sympy")
+    assert sympy.command == (
+        "cd /testbed && python bin/test -C --verbose tests/test_calc.py -k test_add test_zero"
+    )
     custom = harvest_from_candidates([candidate(added)], runner="python bin/test {nodes}")
     assert custom[0].command == "cd /testbed && python bin/test calc/test_extra.py::test_extra"
 

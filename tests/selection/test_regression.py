@@ -74,6 +74,18 @@ def test_pytest_and_sympy_outputs_parse() -> None:
     }
 
 
+def test_sympy_selection_keeps_only_names_no_failing_test_contains() -> None:
+    from patchfleet.selection.regression import FileRun, _sympy_names
+
+    run = FileRun(
+        "sympy/core/tests/test_x.py",
+        passed=tuple(f"sympy/core/tests/test_x.py::{n}" for n in ("test_add", "test_mul", "test_Pow")),
+        failed=("sympy/core/tests/test_x.py::test_add_numbers", "sympy/core/tests/test_x.py::test_pow_big"),
+        duration=1.0,
+    )
+    assert _sympy_names(run) == ["test_mul"]  # -k test_add would also run test_add_numbers
+
+
 def check_discovery(sandbox, workdir: str) -> None:
     tests = discover_regression_tests(sandbox, ["calc/core.py"], budget_s=120, instance_id="calc-1")
     by_file = {t.origin.split()[1]: t for t in tests}
