@@ -57,6 +57,7 @@ class SelectionConfig(BaseModel):
     candidate_tests: bool = Field(True, description="test functions the candidates add")
     regression: bool = Field(True, description="existing tests near the changed code, passing at base")
     regression_budget_s: float = Field(300.0, ge=0)
+    regression_runner: str = Field("auto", description="pytest, sympy (bin/test), or auto")
     max_harvested_per_trajectory: int = Field(3, ge=0)
     generated_tests: int = Field(0, ge=0, description="test-writing trajectories per instance (need a model)")
     test_writer: ModelConfig | None = None  # None: the run's agent model
@@ -211,7 +212,11 @@ def _regression_tests(
     spec = SandboxSpec(image=env.image, labels={"role": "regression", "task": task.id})
     with env.backend.start(spec) as sandbox:
         return discover_regression_tests(
-            sandbox, changed, instance_id=task.id, budget_s=config.regression_budget_s
+            sandbox,
+            changed,
+            instance_id=task.id,
+            budget_s=config.regression_budget_s,
+            runner=config.regression_runner,
         )
 
 
@@ -251,7 +256,14 @@ def _verify(task: Task, candidates: Sequence[Candidate], env: SelectionEnv) -> d
 def _tests_key(candidates: Sequence[Candidate], config: SelectionConfig) -> str:
     """What the gathered tests depend on: the candidates and the test-source settings."""
     settings = config.model_dump(
-        include={"harvest", "candidate_tests", "regression", "regression_budget_s", "generated_tests"}
+        include={
+            "harvest",
+            "candidate_tests",
+            "regression",
+            "regression_budget_s",
+            "regression_runner",
+            "generated_tests",
+        }
     )
     return content_hash(*sorted(c.id for c in candidates), json.dumps(settings, sort_keys=True))
 
