@@ -3,7 +3,7 @@
 
 Each instance's candidates are the distinct patches of the 12 submissions in candidates_dev.jsonl, its
 tests the scripts harvested from its recorded trajectory and the tests its candidates add; both modes
-start from an empty matrix cache, so every cell runs. Reported per mode: containers started, wall time,
+start from an empty matrix cache, so every cell runs, and alternate in ABBA order (`--rounds`). Reported per mode: containers started, wall time,
 cells run, and whether both modes produced the same cells (exit code and normalised output hash).
 
     python benchmarks/matrix_reuse.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,22 +103,34 @@ def small_repo(
     return task, candidates, tests, image
 
 
-def measure(task, candidates, tests, image, backend, workers: int) -> dict[str, Any]:
-    runs: dict[str, MatrixRun] = {}
-    for mode, reuse in (("reuse", True), ("per_pair", False)):
+MODES = {"reuse": True, "per_pair": False}
+
+
+def measure(task, candidates, tests, image, backend, workers: int, rounds: int) -> dict[str, Any]:
+    """Both modes `rounds` times in ABBA order (reuse, per-pair, per-pair, reuse, ...), so that a load
+    that drifts during the run (other jobs on the machine) weighs on both alike."""
+    order = [
+        mode
+        for r in range(rounds)
+        for mode in (("reuse", "per_pair") if r % 2 == 0 else ("per_pair", "reuse"))
+    ]
+    runs: dict[str, list[MatrixRun]] = {mode: [] for mode in MODES}
+    for mode in order:
         with tempfile.TemporaryDirectory(prefix="matrix-reuse-") as folder:
-            runs[mode] = run_matrix(
-                task.id,
-                candidates,
-                tests,
-                image=image,
-                backend=backend,
-                cache=MatrixCache(Path(folder)),
-                reuse=reuse,
-                workers=workers,
-                log=lambda line: print(f"  {line}", flush=True),
+            runs[mode].append(
+                run_matrix(
+                    task.id,
+                    candidates,
+                    tests,
+                    image=image,
+                    backend=backend,
+                    cache=MatrixCache(Path(folder)),
+                    reuse=MODES[mode],
+                    workers=workers,
+                    log=lambda line: print(f"  {line}", flush=True),
+                )
             )
-    agree, compared = same_cells(runs["reuse"], runs["per_pair"])
+    agree, compared = same_cells(runs["reuse"][0], runs["per_pair"][0])
     result: dict[str, Any] = {
         "instance_id": task.id,
         "image": image,
@@ -127,13 +140,25 @@ def measure(task, candidates, tests, image, backend, workers: int) -> dict[str, 
         "test_kinds": sorted({t.kind.value for t in tests}),
         "cells_agree": agree,
         "cells_compared": compared,
+        "order": order,
     }
-    for mode, run in runs.items():
+    for mode, done in runs.items():
+        walls = [run.stats.wall_time for run in done]
         result[mode] = {
-            **run.stats.model_dump(),
-            "cell_seconds": round(sum(c.duration for c in run.matrix.cells), 2),
+            "containers": done[0].stats.containers,
+            "cells_run": done[0].stats.cells_run,
+            "cell_errors": done[0].stats.cell_errors,
+            "wall_time": round(statistics.mean(walls), 2),
+            "wall_times": walls,
+            "cell_seconds": round(
+                statistics.mean(sum(c.duration for c in run.matrix.cells) for run in done), 2
+            ),
+            "phase_seconds": {
+                phase: round(statistics.mean(run.stats.phase_seconds.get(phase, 0.0) for run in done), 2)
+                for phase in sorted({p for run in done for p in run.stats.phase_seconds})
+            },
         }
-    result["speedup"] = round(runs["per_pair"].stats.wall_time / max(runs["reuse"].stats.wall_time, 1e-9), 2)
+    result["speedup"] = round(result["per_pair"]["wall_time"] / max(result["reuse"]["wall_time"], 1e-9), 2)
     return result
 
 
@@ -149,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-candidates", type=int, default=6)
     parser.add_argument("--max-tests", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds of both modes per instance")
     parser.add_argument("--no-small-repo", action="store_true", help="skip the small local repository")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -165,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="matrix-reuse-repo-") as folder:
             task, chosen, tests, image = small_repo(backend, Path(folder))
             print(f"{task.id}: {len(chosen)} candidates + base x {len(tests)} tests", flush=True)
-            results.append(measure(task, chosen, tests, image, backend, args.workers))
+            results.append(measure(task, chosen, tests, image, backend, args.workers, args.rounds))
     for task in loaded.tasks:
         image = builder.ensure(image_spec(task, recipe_for(task, source)))
         chosen = candidates.get(task.id, [])[: args.max_candidates]
@@ -176,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         tests = tests[: args.max_tests]
         print(f"{task.id}: {len(chosen)} candidates + base x {len(tests)} tests", flush=True)
-        results.append(measure(task, chosen, tests, image, backend, args.workers))
+        results.append(measure(task, chosen, tests, image, backend, args.workers, args.rounds))
 
     totals = {
         mode: {
@@ -189,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     document = {
         "benchmark": "matrix_reuse",
         "what": "run_matrix with one container per candidate row (reset + re-apply between tests) vs one "
-        "container per (candidate, test) pair, same candidates and tests, empty cache each time",
+        "container per (candidate, test) pair, same candidates and tests, empty cache each time; both modes "
+        "run `rounds` times in ABBA order on a machine shared with other jobs (see load_average_at_end)",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_average_at_end": os.getloadavg(),
         "cpus": os.cpu_count(),
         "workers": args.workers,
         "instances": results,
