@@ -1,10 +1,12 @@
 """Execution matrix cost, side by side in one run: one container per candidate with reset between tests
 (`reuse=True`) against one container per (candidate, test) pair (`reuse=False`), on real instances.
 
-Each instance's candidates are the distinct patches of the 12 submissions in candidates_dev.jsonl, its
-tests the scripts harvested from its recorded trajectory and the tests its candidates add; both modes
-start from an empty matrix cache, so every cell runs, and alternate in ABBA order (`--rounds`). Reported per mode: containers started, wall time,
-cells run, and whether both modes produced the same cells (exit code and normalised output hash).
+On a small local repository (six candidates, eight quick tests: container overhead dominates) and on
+real dev instances, whose candidates are the distinct patches of the 12 submissions in
+candidates_dev.jsonl and whose tests are the scripts harvested from the recorded trajectory and the
+tests the candidates add. Every run starts from an empty matrix cache, so every cell runs; the modes
+alternate in ABBA order (`--rounds`). Reported per mode: containers started, wall time, seconds per
+phase, and whether both modes produced the same cells (exit code and normalised output hash).
 
     python benchmarks/matrix_reuse.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \
         --instance-ids sympy__sympy-13480 psf__requests-2317 \
