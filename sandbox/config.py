@@ -35,6 +35,7 @@ class DockerConfig(BaseModel):
     tmp_size: str | None = None  # /tmp on a tmpfs of this size (charged to memory); None: on the layer
     user: str | None = None  # run sandbox commands as this user where the image allows it
     reap_leaked: bool = True  # remove containers of dead patchfleet processes before the first start
+    allow_host_network: bool = False  # network "host" exposes the host's loopback services: opt in
 
     def backend(self, trust: HostTrust | None = None) -> DockerBackend:
         from patchfleet.sandbox import engine
@@ -50,6 +51,7 @@ class DockerConfig(BaseModel):
             min_free_disk=self.min_free_disk,
             watchdog_interval=self.watchdog_interval,
             reap_leaked=self.reap_leaked,
+            allow_host_network=self.allow_host_network,
         )
 
     def spec(self, image: str, labels: dict[str, str] | None = None, **fields: object) -> SandboxSpec:

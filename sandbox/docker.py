@@ -20,9 +20,10 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from patchfleet.errors import (
+    ConfigError,
     ExecTimeout,
     SandboxCrashed,
     SandboxError,
@@ -34,6 +35,7 @@ from patchfleet.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
     DEFAULT_TIMEOUT,
     ExecResult,
+    Network,
     PatchResult,
     SandboxSpec,
 )
@@ -61,6 +63,12 @@ ENGINE_ERRORS = (requests.RequestException, DockerException)  # the engine went 
 REMOVE_PATIENCE = 30.0  # how long close() waits for an engine that restarts before leaving the container
 
 
+def engine_unreachable(exc: BaseException) -> bool:
+    """No answer from the engine at all (refused, reset, timed out); the SDK's APIError is an HTTP
+    error too, but it is an answer: 404, 409 and the like are never waited out."""
+    return isinstance(exc, requests.RequestException) and not isinstance(exc, APIError)
+
+
 def driver_enforces_size(info: dict[str, Any]) -> bool:
     """Whether the engine's storage driver can cap a container's writable layer itself."""
     driver = info.get("Driver", "")
@@ -84,12 +92,14 @@ class DockerBackend:
         watchdog_interval: float = DEFAULT_INTERVAL,
         capabilities: tuple[str, ...] = CAPABILITIES,
         reap_leaked: bool = True,
+        allow_host_network: bool = False,
     ) -> None:
         self.client = client or engine.connect()
         self.trust = trust or HostTrust()
         self.disk = disk  # the budget of specs that name none
         self.min_free_disk = min_free_disk  # for the image builders on this backend
         self.capabilities = capabilities
+        self.allow_host_network = allow_host_network
         self._starts = threading.BoundedSemaphore(max_concurrent_starts)
         self._setup_guard = threading.Lock()
         self._reap_pending = reap_leaked
@@ -126,6 +136,11 @@ class DockerBackend:
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
         """Create and start a hardened container for `spec`, put it under watch, open its exec channel."""
+        if spec.network is Network.HOST and not self.allow_host_network:
+            raise ConfigError(
+                "network 'host' gives a sandbox the host's network stack (every service on its loopback); "
+                "use 'none' or 'bridge', or set DockerConfig.allow_host_network"
+            )
         self._setup()
         labels = {**engine.ownership_labels(), **{engine.LABEL_PREFIX + k: v for k, v in spec.labels.items()}}
         mounts = (*self.trust.mounts(), *spec.mounts)
@@ -251,6 +266,9 @@ class DockerSandbox:
             self._ensure_running()
             self._channel = None  # no interpreter in the image: every command takes the slow path
             return
+        except ENGINE_ERRORS as exc:  # e.g. 409 "is not running": killed between a check and the exec
+            self._ensure_running()
+            raise SandboxCrashed(f"cannot start the exec server in {self.container.short_id}: {exc}") from exc
         self._server_pid = self._channel.server_pid
 
     def alive(self) -> bool:
@@ -321,7 +339,7 @@ class DockerSandbox:
         self._remove_orphaned_image()
 
     @retry(
-        retry=retry_if_exception_type(requests.RequestException),
+        retry=retry_if_exception(engine_unreachable),
         wait=wait_fixed(0.5),
         stop=stop_after_delay(REMOVE_PATIENCE),
         reraise=True,

@@ -132,7 +132,9 @@ class ScratchEngine:
             export = subprocess.Popen(["docker", "export", cid], stdout=subprocess.PIPE)
             flags = [arg for change in changes for arg in ("--change", change)]
             target = subprocess.Popen(
-                ["docker", "-H", self.url, "import", *flags, "-", tag], stdin=subprocess.PIPE
+                ["docker", "-H", self.url, "import", *flags, "-", tag],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
             )
             assert export.stdout is not None and target.stdin is not None
             with (

@@ -4,7 +4,6 @@ engine (tests/fakes/scratch_engine.py): the shared engine other runs use is neve
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -49,11 +48,10 @@ def test_engine_restart_mid_trajectory_and_mid_tests_is_infrastructure_and_leaks
     outcome: dict[str, object] = {}
 
     def run_tests() -> None:
-        started = time.monotonic()
         try:
             tests_box.exec("python3 -c 'import time; time.sleep(60)'; echo tests-done", timeout=120)
         except SandboxCrashed as exc:
-            outcome["tests"] = (exc, time.monotonic() - started)
+            outcome["tests"] = exc
 
     tests = threading.Thread(target=run_tests)
     tests.start()
@@ -70,8 +68,7 @@ def test_engine_restart_mid_trajectory_and_mid_tests_is_infrastructure_and_leaks
     assert result.exit_status == "SandboxCrashed"
     assert result.error is not None and result.error.kind == "infrastructure"
     assert model.stats.calls == 2  # the step in flight failed; nothing after it ran
-    error, detected = outcome["tests"]  # type: ignore[misc]
-    assert error_kind(error) == "infrastructure" and detected < 20
+    assert error_kind(outcome["tests"]) == "infrastructure"  # type: ignore[arg-type]
     assert engine.docker("ps", "-aq").stdout.strip() == b""  # nothing leaked
     with backend.start(spec) as again:  # the same backend works once the engine is back
         assert again.exec("echo back").output == "back\n"

