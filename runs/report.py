@@ -36,6 +36,7 @@ from patchfleet.selection.model import (
 REPORT_FILE = "report.html"
 SHOWN_SCORES = ("votes", "size", "tests_passed", "tests", "verifier", "score", "sources")  # own columns
 EVALUATION_FILE = "evaluation.json"  # {candidate id: resolved}, when the run knows the truth
+SELECTION_DIR = "selection"  # a batch keeps selection files in <run>/selection/<id>/ (runs/layout.py)
 SUBSETS_PER_K = 40
 Policy = Callable[[SelectionInputs], Decision]
 
@@ -54,6 +55,8 @@ class TaskView:
     decision: Decision | None = None
     others: dict[str, Decision] = field(default_factory=dict)  # other policies' decisions on the same inputs
     resolved: dict[str, bool] | None = None  # by candidate id
+    chosen_resolved: bool | None = None  # a batch's evaluation: only the chosen patch is graded
+    costs: dict[str, float] = field(default_factory=dict)  # a batch task's booked stage costs
 
     def candidate_of(self, row: dict[str, Any]) -> str | None:
         """The candidate a trajectory's patch became (matched by its trajectory file, then by patch)."""
@@ -83,28 +86,57 @@ class RunView:
 
     @property
     def stages(self) -> dict[str, dict[str, float]]:
-        return self.meta.get("stages") or {}
+        """{stage: {seconds, cost}}: as fix/demo record it, or summed over a batch's tasks (its summary's
+        stage_time, each task.json's costs; trajectory costs from the outcomes)."""
+        if self.meta.get("stages"):
+            return self.meta["stages"]
+        stages: dict[str, dict[str, float]] = {}
+        for times in (self.meta.get("stage_time") or {}).values():
+            for stage, seconds in times.items():
+                stages.setdefault(stage, {"seconds": 0.0, "cost": 0.0})["seconds"] += float(seconds or 0)
+        for task in self.tasks:
+            for stage, cost in task.costs.items():
+                stages.setdefault(stage, {"seconds": 0.0, "cost": 0.0})["cost"] += float(cost or 0)
+            if "trajectories" not in task.costs and task.outcomes:
+                entry = stages.setdefault("trajectories", {"seconds": 0.0, "cost": 0.0})
+                entry["cost"] += sum(float(r.get("cost") or 0) for r in task.outcomes)
+        return stages
 
 
 def load_run(folder: Path) -> RunView:
-    """Every task folder under `folder` (one holding outcomes.json or decision.json) with its files."""
+    """Every task folder under `folder` (holding outcomes.json, decision.json or a batch's task.json)."""
     meta: dict[str, Any] = {}
     for name in ("run.json", "summary.json"):
         if (folder / name).is_file():
             meta = {**_json(folder / name), **meta}
+    resolved_ids = set(((meta.get("evaluation") or {}).get("resolved_ids")) or ())
     tasks = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if (sub / "outcomes.json").is_file() or (sub / "decision.json").is_file():
-            tasks.append(load_task(sub))
+        if any((sub / name).is_file() for name in ("outcomes.json", "decision.json", "task.json")):
+            view = load_task(sub, folder / SELECTION_DIR / sub.name)
+            if meta.get("evaluation") and view.decision is not None and view.decision.chosen:
+                view.chosen_resolved = view.id in resolved_ids
+            tasks.append(view)
     return RunView(folder, meta, tasks)
 
 
-def load_task(folder: Path) -> TaskView:
+def load_task(folder: Path, selection: Path | None = None) -> TaskView:
+    """A task's files; selection files from `folder`, else from `selection` (a batch's selection/<id>/)."""
     view = TaskView(id=folder.name, folder=folder)
     if (folder / "outcomes.json").is_file():
         document = _json(folder / "outcomes.json")
         view.id = document.get("instance_id", view.id)
         view.outcomes = document.get("trajectories", [])
+    if (folder / "task.json").is_file():
+        view.costs = dict(_json(folder / "task.json").get("costs") or {})
+    chosen_files = folder if (folder / "decision.json").is_file() or selection is None else selection
+    _load_selection(view, chosen_files)
+    if (folder / EVALUATION_FILE).is_file():
+        view.resolved = {k: bool(v) for k, v in _json(folder / EVALUATION_FILE).items()}
+    return view
+
+
+def _load_selection(view: TaskView, folder: Path) -> None:
     if (folder / "candidates.json").is_file():
         view.candidates = [Candidate.model_validate(c) for c in _json(folder / "candidates.json")]
     if (folder / "tests.json").is_file():
@@ -122,9 +154,6 @@ def load_task(folder: Path) -> TaskView:
         raw = _json(folder / "decision.json")  # the pipeline stores {"decision", "others", "timings", ...}
         view.decision = Decision.model_validate(raw.get("decision", raw))
         view.others = {k: Decision.model_validate(d) for k, d in (raw.get("others") or {}).items()}
-    if (folder / EVALUATION_FILE).is_file():
-        view.resolved = {k: bool(v) for k, v in _json(folder / EVALUATION_FILE).items()}
-    return view
 
 
 def _json(path: Path) -> Any:
@@ -372,7 +401,11 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
         "candidates": candidates,
         "trajectories": trajectories,
         "patch": patch,
-        "resolved": None if task.resolved is None or chosen is None else task.resolved.get(chosen, False),
+        "resolved": (
+            task.chosen_resolved
+            if task.resolved is None or chosen is None
+            else task.resolved.get(chosen, False)
+        ),
     }
 
 

@@ -212,3 +212,32 @@ def test_inspect_shows_the_run_the_task_and_a_trajectory(tmp_path: Path) -> None
     assert "step of #2" in steps.output and "m.py" in steps.output
     missing = runner.invoke(app, ["inspect", str(run), "nope"], env={"COLUMNS": "200"})
     assert missing.exit_code == 2 and "no task 'nope'" in missing.output
+
+
+def test_batch_layout_selection_folder_and_summary(tmp_path: Path) -> None:
+    """A batch keeps selection files in <run>/selection/<id>/, stage times in summary.json, stage costs in
+    each task.json, and grades only the chosen patch (summary evaluation.resolved_ids)."""
+    run = make_run(tmp_path / "run")
+    task = run / "demo-1"
+    selection = run / "selection" / "demo-1"
+    selection.mkdir(parents=True)
+    for name in ("candidates.json", "tests.json", "matrix.jsonl"):
+        (task / name).rename(selection / name)
+    decision = json.loads((task / "decision.json").read_text())
+    (selection / "decision.json").write_text(json.dumps({"decision": decision, "others": {"r2e": decision}}))
+    (task / "decision.json").unlink()
+    (task / "evaluation.json").unlink()
+    (run / "run.json").unlink()
+    (task / "task.json").write_text(json.dumps({"status": "done", "costs": {"selection": 0.02}}))
+    summary = {
+        "stage_time": {"demo-1": {"image": 5.0, "trajectories": 20.0, "selection": 8.0}},
+        "evaluation": {"resolved_instances": 1, "resolved_ids": ["demo-1"]},
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    view = load_run(run)
+    assert [t.id for t in view.tasks] == ["demo-1"] and view.tasks[0].decision.chosen == "right"
+    assert view.stages["trajectories"] == {"seconds": 20.0, "cost": pytest.approx(0.04)}
+    assert view.stages["selection"] == {"seconds": 8.0, "cost": 0.02}
+    html = render_report(run)
+    assert "resolved 1 / 1" in html and "No resolve-rate figure" in html
+    assert "<code>r2e</code> → <code>right</code>" in html and html.count('<svg class="plot"') == 2
