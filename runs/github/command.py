@@ -20,7 +20,8 @@ from patchfleet.errors import ConfigError, PatchfleetError
 #     bot_fix(repo_path: Path, issue_title: str, issue_body: str, *, model: str | None, samples: int,
 #             policy: str | None, budget: float | None, overrides: tuple[str, ...] = ())
 #         -> patchfleet.runs.github.bot.FixResult
-# (`overrides` are dotted agent-config settings such as model.api_base="...")
+# (`overrides` are dotted agent-config settings such as model.api_base="..."; `out_dir=` is passed too when
+# `--out` is given)
 # (patch = the chosen diff against the checkout's HEAD, summary, rationale Markdown with the tests written,
 # how each candidate fared, verifier scores and the decision, cost in dollars, outcome "patched" or why not).
 # Until then the bot reports on the issue that `patchfleet fix` is not available yet.
@@ -90,6 +91,9 @@ def bot(
         list[str] | None,
         typer.Option("--set", help="dotted agent-config override, e.g. limits.step_limit=50"),
     ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="the fix's run folder (trajectories, report); default a temp dir")
+    ] = None,
     fix: Annotated[str | None, typer.Option(help="module:function to call instead of patchfleet fix")] = None,
 ) -> None:
     """Answer a GitHub issue event: run patchfleet fix on the checkout and open or update a draft PR."""
@@ -117,9 +121,9 @@ def bot(
             raise ConfigError("no repository: set GITHUB_REPOSITORY or --repo")
         payload = load_event(event_path)
         overrides = ([f"model.api_base={json.dumps(api_base)}"] if api_base else []) + list(set_ or [])
-        fix_function = load_fix(
-            fix, model=model, samples=samples, policy=policy, budget=budget, overrides=tuple(overrides)
-        )
+        options = {"model": model, "samples": samples, "policy": policy, "budget": budget}
+        options.update(overrides=tuple(overrides), **({"out_dir": out} if out else {}))
+        fix_function = load_fix(fix, **options)
         run_id = os.environ.get("GITHUB_RUN_ID")
         config = BotConfig(
             label=label,
