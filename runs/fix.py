@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -262,9 +263,11 @@ def bot_fix(
     budget: float | None = None,
     out_dir: Path | None = None,
     overrides: tuple[str, ...] = (),
+    generated_tests: int = 0,
 ):
     """The GitHub bot's entry (`runs.github.command` calls it): a fix of the checkout, as the bot's
-    `FixResult`. `budget` (dollars) is split evenly into per-trajectory cost limits."""
+    `FixResult`. `budget` (dollars) is split evenly into per-trajectory cost limits; `policy` is a
+    selection policy (default, codemonkeys, r2e, agentless) or suite-vote."""
     from patchfleet.runs.github.bot import FixResult
 
     sets = list(overrides)
@@ -276,9 +279,20 @@ def bot_fix(
         parallel=ParallelConfig(n=samples),
         out_dir=out_dir or Path(tempfile.mkdtemp(prefix="patchfleet-bot-run-")),
     )
-    run = fix_issue(Path(repo_path), issue_title, issue_body, config, log=lambda line: None)
-    if policy and policy != run.decision.policy:
-        run.notes.append(f"policy {policy!r} asked; the select stage used {run.decision.policy!r}")
+    if policy == "suite-vote":
+        select = suite_selector
+    else:
+        from patchfleet.data.sources import LocalCheckout
+        from patchfleet.runs.fix_pipeline import pipeline_for
+
+        select = pipeline_for(
+            agent,
+            policy=policy or "default",
+            generated_tests=generated_tests,
+            source=LocalCheckout(path=Path(repo_path)),
+            run_dir=config.out_dir,
+        )
+    run = fix_issue(Path(repo_path), issue_title, issue_body, config, select=select, log=lambda line: None)
     outcome = "patched" if run.patch.strip() else "no_patch"
     return FixResult(
         patch=run.patch,
@@ -312,6 +326,10 @@ def rationale_markdown(run: FixRun) -> str:
         mark = " (chosen)" if c.id == run.decision.chosen else ""
         scores = ", ".join(f"{k}={v}" for k, v in run.decision.scores.get(c.id, {}).items())
         lines.append(f"| `{c.id}`{mark} | {len(c.sources)} | {c.size} | {', '.join(c.flags)} | {scores} |")
+    tests = _stored_tests(run.run_dir / run.task.id)
+    if tests:
+        kinds = Counter(str(t.get("kind")) for t in tests)
+        lines += ["", "Tests run against every candidate: " + ", ".join(f"{n} {k}" for k, n in kinds.items())]
     lines += ["", f"Decision ({run.decision.policy}):", *(f"- {reason}" for reason in run.decision.reasons)]
     lines += [f"- note: {note}" for note in run.notes]
     return "\n".join(lines)
@@ -343,6 +361,14 @@ def _recorded_candidates(task_dir: Path, fallback: list[Candidate]) -> list[Cand
     if not path.is_file():
         return fallback
     return [Candidate.model_validate(row) for row in json.loads(path.read_text())]
+
+
+def _stored_tests(task_dir: Path) -> list[dict[str, Any]]:
+    path = task_dir / "tests.json"
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text())
+    return raw.get("tests", []) if isinstance(raw, dict) else raw
 
 
 def _stage(started: float, cost: float = 0.0) -> dict[str, float]:

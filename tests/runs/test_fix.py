@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ def test_fix_apply_end_to_end_and_the_bot_entry(
         ],
         env={"FAKE_KEY": "dummy", "COLUMNS": "200"},
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output + "".join(traceback.format_exception(*result.exc_info))
     assert "tests: python -m unittest discover -s tests -t ." in result.output
     assert "found: tests/" in result.output
     assert "the repository has uncommitted changes" in result.output
@@ -262,4 +263,5 @@ def test_fix_apply_end_to_end_and_the_bot_entry(
     )
     assert fixed.ok and fixed.patch == candidates[0]["patch"]
     assert "`calc.py`" in fixed.summary and "(chosen)" in fixed.rationale and fixed.cost == 0.0
+    assert "Tests run against every candidate: " in fixed.rationale and "regression" in fixed.rationale
     assert run_git(repo, "status", "--porcelain") == before
