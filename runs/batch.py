@@ -12,13 +12,15 @@ stops the others. The ledger is rebuilt from the files at start and updated afte
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,7 @@ from patchfleet.runs.progress import RunProgress
 from patchfleet.runs.trajectories import row
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
+from patchfleet.sandbox.official import OfficialImages
 from patchfleet.selection.candidates import load_candidates_from_outcomes, merge_candidates
 from patchfleet.selection.model import Candidate, Decision
 
@@ -84,6 +87,7 @@ class Services:
     recipe: Callable[[Task], Any]
     select: Selector
     progress: RunProgress = field(default_factory=RunProgress)
+    official: OfficialImages | None = None  # official SWE-bench images, used where found
     evaluate: Callable[[list[Task], dict[str, EvalSpec], Path], dict[str, Any]] | None = None
 
 
@@ -111,6 +115,36 @@ def run_batch(
     started = time.monotonic()
     out = config.outputs.dir
     layout = RunLayout(out)
+    with run_lock(out):
+        return _run(config, layout, tasks, eval_specs, services, other_candidates or {}, started)
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """One process per run folder: two would run the same trajectories and clobber each other's files.
+    An advisory lock, so a killed process (even `kill -9`) releases it."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ConfigError(f"another patchfleet batch is running in {out}") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(
+    config: RunConfig,
+    layout: RunLayout,
+    tasks: list[Task],
+    eval_specs: dict[str, EvalSpec],
+    services: Services,
+    other_candidates: dict[str, list[Candidate]],
+    started: float,
+) -> dict[str, Any]:
+    out = layout.out
     run_id = _start_run_file(layout, config)
     ledger = Ledger(config.ledger_url())
     try:
@@ -121,7 +155,7 @@ def run_batch(
         spent = sum(_spent_in_files(layout, task.id) for task in tasks)
         budget = Budget(config.budget, spent=spent)
         services.progress.start(len(tasks), len(tasks) * len(specs), config.budget, spent)
-        context = _Context(config, layout, run_id, ledger, budget, services, specs, other_candidates or {})
+        context = _Context(config, layout, run_id, ledger, budget, services, specs, other_candidates)
         with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="task") as pool:
             results = list(pool.map(context.run_task, tasks))
         predictions = write_predictions(layout, tasks)
@@ -192,10 +226,10 @@ class _Context:
         status: dict[str, Any] = {"instance_id": task.id, "status": "running", "stage": "image", "costs": {}}
         result = TaskResult(task.id, "running")
         try:
-            image = self._stage(task, status, result, "image", lambda: self._image(task))
+            image, env = self._stage(task, status, result, "image", lambda: self._image(task))
             status["image"] = image
             outcomes = self._stage(
-                task, status, result, "trajectories", lambda: self._trajectories(task, image)
+                task, status, result, "trajectories", lambda: self._trajectories(task, image, env)
             )
             candidates = self._stage(task, status, result, "candidates", lambda: self._candidates(task))
             job = SelectJob(
@@ -238,8 +272,14 @@ class _Context:
             result.stage_time[stage] = round(time.monotonic() - started, 3)
             self.ledger.index_task(self.run_id, self.layout.out, task.id)
 
-    def _image(self, task: Task) -> str:
-        """The task's image; a sandbox that fails to start during the build is retried."""
+    def _image(self, task: Task) -> tuple[str, dict[str, str]]:
+        """The task's image and the environment its sandboxes need: the official image where the run
+        uses them and one is found (its conda env), else ours, whose build is retried when a sandbox
+        fails to start."""
+        official = self.services.official
+        found = official.for_task(task.id) if official is not None else None
+        if found is not None:
+            return found.name, dict(found.env)
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, SandboxError)),
             stop=stop_after_attempt(self.config.retry.attempts),
@@ -249,18 +289,22 @@ class _Context:
             ),
             reraise=True,
         )
-        return retrying(lambda: self.services.builder.ensure(image_spec(task, self.services.recipe(task))))
+        return retrying(
+            lambda: self.services.builder.ensure(image_spec(task, self.services.recipe(task)))
+        ), {}
 
     # -- trajectories -------------------------------------------------------------------------------
-    def _trajectories(self, task: Task, image: str) -> list[TrajectoryOutcome]:
+    def _trajectories(self, task: Task, image: str, env: dict[str, str]) -> list[TrajectoryOutcome]:
         workers = self.config.parallel.max_workers or len(self.specs)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trajectory") as pool:
-            outcomes = list(pool.map(lambda spec: self._trajectory(task, image, spec), self.specs))
+            outcomes = list(pool.map(lambda spec: self._trajectory(task, image, env, spec), self.specs))
         document = {"instance_id": task.id, "image": image, "trajectories": [row(o) for o in outcomes]}
         write_json_atomic(self.layout.task_dir(task.id) / OUTCOMES_FILE, document)
         return outcomes
 
-    def _trajectory(self, task: Task, image: str, spec: TrajectorySpec) -> TrajectoryOutcome:
+    def _trajectory(
+        self, task: Task, image: str, env: dict[str, str], spec: TrajectorySpec
+    ) -> TrajectoryOutcome:
         path = self.layout.trajectory(task.id, spec.index)
         state = read_state(path)
         progress = self.services.progress
@@ -268,14 +312,16 @@ class _Context:
             progress.trajectory_done(task.id, spec.index, state.exit_status, resumed=True)
             return outcome_from_state(spec, state)
         outcome = _retrying(
-            self.config, lambda: self._attempt(task, image, spec), self._before_retry(task, spec)
+            self.config, lambda: self._attempt(task, image, env, spec), self._before_retry(task, spec)
         )
         progress.trajectory_done(
             task.id, spec.index, outcome.exit_status, kind=outcome.error.kind if outcome.error else None
         )
         return outcome
 
-    def _attempt(self, task: Task, image: str, spec: TrajectorySpec) -> TrajectoryOutcome:
+    def _attempt(
+        self, task: Task, image: str, env: dict[str, str], spec: TrajectorySpec
+    ) -> TrajectoryOutcome:
         """One run of one trajectory within a budget reservation; an earlier file is kept in attempts/."""
         path = self.layout.trajectory(task.id, spec.index)
         _set_aside(self.layout, task.id, spec.index, path)
@@ -291,7 +337,7 @@ class _Context:
 
             def sandbox(index: int):
                 labels = {"role": "agent", "task": task.id, "trajectory": str(index), "run": self.run_id}
-                return self.services.backend.start(self.config.sandbox.spec(image, labels))
+                return self.services.backend.start(self.config.sandbox.spec(image, labels, env=env))
 
             def model(spec: TrajectorySpec, limiter: Limiter | None) -> Model:
                 def on_reply(reply: Reply, calls: int) -> None:

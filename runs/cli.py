@@ -11,7 +11,19 @@ from rich.console import Console
 from rich.table import Table
 
 from patchfleet.errors import ConfigError, PatchfleetError
-from patchfleet.runs.options import Images, InstanceIds, RequiredInstanceIds, SpreadCommand, VersionOption
+from patchfleet.runs.options import (
+    ConfigFile,
+    Dataset,
+    Images,
+    InstanceIds,
+    Layout,
+    Mirrors,
+    Recipes,
+    RequiredInstanceIds,
+    Sets,
+    SpreadCommand,
+    VersionOption,
+)
 
 app = typer.Typer(
     help="Resolve software issues with many sandboxed trajectories and a hybrid selector.",
@@ -398,16 +410,9 @@ class _BatchCommand(SpreadCommand):
 
 @app.command(cls=_BatchCommand)
 def batch(
-    config: Annotated[
-        Path | None, typer.Option(help="run config YAML (see runs/config.py RunConfig)")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="dotted override, e.g. parallel.n=8 agent.limits.cost_limit=2"),
-    ] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or HF name")
-    ] = None,
+    config: ConfigFile = None,
+    set_: Sets = None,
+    dataset: Dataset = None,
     instance_ids: InstanceIds = None,
     model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
     models: Annotated[list[str] | None, typer.Option(help="several models, cycled over the samples")] = None,
@@ -432,10 +437,11 @@ def batch(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
     db: Annotated[str | None, typer.Option(help="ledger SQLAlchemy URL (default: SQLite in --out)")] = None,
     out: Annotated[Path | None, typer.Option(help="the run folder (resume: the same command again)")] = None,
-    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
-    layout: Annotated[str | None, typer.Option(help="mirror path layout")] = None,
+    mirrors: Mirrors = None,
+    layout: Layout = None,
     local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
-    recipes: Annotated[Path | None, typer.Option(help="JSON specs {repo: {version: spec}}")] = None,
+    recipes: Recipes = None,
+    images: Annotated[str | None, typer.Option(help="auto, official or local (see eval --help)")] = None,
     max_llm_calls: Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")] = None,
     max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live agent sandboxes at once")] = None,
     pull: Annotated[
@@ -477,6 +483,7 @@ def batch(
             docker_host=docker_host,
             max_llm_calls=max_llm_calls,
             max_sandboxes=max_sandboxes,
+            images=images,
         )
         run_config = with_api_key(RunConfig.load(config, set_ or [], flags), api_key_env)
         summary = wiring.run(run_config, progress=make_progress(console, live=live), warn=_log)

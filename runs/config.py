@@ -75,6 +75,7 @@ class RunConfig(BaseModel):
     max_llm_calls: int | None = Field(None, ge=1)  # model calls in flight at once, over all tasks
     max_sandboxes: int | None = Field(None, ge=1)  # live agent sandboxes at once, over all tasks
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    images: Literal["auto", "official", "local"] = "auto"  # official SWE-bench images where available
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     db: str | None = None  # SQLAlchemy URL of the ledger; None: SQLite in the output folder

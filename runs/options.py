@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -95,4 +96,18 @@ def print_version(value: bool) -> None:
 VersionOption = Annotated[
     bool,
     typer.Option("--version", callback=print_version, is_eager=True, help="print the version and exit"),
+]
+
+
+# Shared by the commands that load a dataset, read repositories and take a config. Optional everywhere:
+# `patchfleet batch` reads None as "not given" (the run config's value stays).
+Dataset = Annotated[
+    str | None, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a Hugging Face dataset name")
+]
+Mirrors = Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")]
+Layout = Annotated[str | None, typer.Option(help="mirror path layout, e.g. '{owner}+{name}/repo'")]
+Recipes = Annotated[Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="config YAML")]
+Sets = Annotated[
+    list[str] | None, typer.Option("--set", help="dotted override key=value (repeatable), e.g. parallel.n=8")
 ]

@@ -20,6 +20,7 @@ from patchfleet.runs.progress import RunProgress
 from patchfleet.runs.trajectories import check_models
 from patchfleet.sandbox.base import Network
 from patchfleet.sandbox.images import ImageBuilder
+from patchfleet.sandbox.official import OfficialImages
 from patchfleet.sandbox.trust import HostTrust
 from patchfleet.selection.candidates import load_candidates_from_predictions, merge_loaded
 from patchfleet.selection.model import Candidate, Decision
@@ -108,6 +109,7 @@ def build_services(
         recipe=recipe,
         select=select,
         progress=progress or RunProgress(),
+        official=OfficialImages(builder, config.images),
         evaluate=evaluate,
     )
 
@@ -203,6 +205,7 @@ def batch_shorthands(
     docker_host: str | None = None,
     max_llm_calls: int | None = None,
     max_sandboxes: int | None = None,
+    images: str | None = None,
 ) -> dict[str, Any]:
     """`patchfleet batch` flags as the `RunConfig` keys they stand for (None: not given)."""
     keys: dict[str, Any] = {
@@ -226,6 +229,7 @@ def batch_shorthands(
         "sandbox.docker_host": docker_host,
         "max_llm_calls": max_llm_calls,
         "max_sandboxes": max_sandboxes,
+        "images": images,
     }
     if temperatures is not None:
         try:

@@ -148,3 +148,11 @@ def test_a_budget_needs_a_cost_limit(tmp_path):
     run = config(tmp_path, "budget=1", "agent.limits.cost_limit=0")
     with pytest.raises(ConfigError, match="cost limit"):
         run_batch(run, tasks("a-1"), {}, services(tmp_path, HostBackend(tmp_path)))
+
+
+def test_one_process_per_run_folder(tmp_path):
+    from patchfleet.runs.batch import run_lock
+
+    run = config(tmp_path)
+    with run_lock(run.outputs.dir), pytest.raises(ConfigError, match="another patchfleet batch is running"):
+        run_batch(run, tasks("a-1"), {}, services(tmp_path, HostBackend(tmp_path)))
