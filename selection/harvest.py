@@ -314,12 +314,10 @@ class _Tracker:
             return
         previous = self.files.get(path)
         if append:
-            if previous is None and path not in self.seen:
-                content = text
-            elif previous is not None and previous.content is not None and text is not None:
+            if previous is not None and previous.content is not None and text is not None:
                 content = previous.content + text
             else:
-                content = None  # appending to a repository file or to something unknown
+                content = None  # appended to a file this trajectory did not write (or cannot follow)
         else:
             content = text
         self.files[path] = _File(content, step)

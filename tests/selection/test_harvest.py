@@ -126,6 +126,8 @@ def test_files_a_run_needs_come_along_and_repository_files_never_do(tmp_path: Pa
             ("cat calc/core.py", 0),
             ("cat <<'EOF' > calc/core.py\nx = 1\nEOF", 0),  # rewriting a repository file
             ("python calc/core.py", 0),
+            # appended to a file the trajectory never wrote: its content is unknown, so is the run's
+            ("echo '[calc]' >> setup.cfg && python -c \"import calc; print(open('setup.cfg').read())\"", 0),
         ],
         submission=SUBMISSION,
     )
