@@ -422,14 +422,15 @@ class _Tracker:
         while queue:
             blob = queue.pop()
             for path, state in self.files.items():
-                if path in chosen or state.content is None:
+                if path in chosen:
                     continue
                 relative = posixpath.relpath(path, self.workdir)
                 module = relative[:-3].replace("/", ".") if relative.endswith(".py") else ""
                 inside = not relative.startswith("..")
-                if path in blob or (
-                    inside and (_names(blob, relative) or (len(module) > 3 and _names(blob, module)))
-                ):
+                named = inside and (_names(blob, relative) or (len(module) > 3 and _names(blob, module)))
+                if path in blob or named:
+                    if state.content is None:
+                        return None  # it needs a file whose content cannot be known
                     chosen[path] = state.content
                     queue.append(state.content)
         return chosen
