@@ -5,12 +5,14 @@ copied. How each field of a spec maps:
 
 | SWE-bench spec               | patchfleet                                                                  |
 | ---------------------------- | --------------------------------------------------------------------------- |
-| `python: X.Y`                | `runtimes.runtime_for`: Debian bullseye (3.9) or bookworm (3.11); other     |
-|                              | versions go to the nearest and the recipe's `notes` say so                  |
-| base image (Ubuntu + conda)  | Debian base layer; the env layer adds what a spec's steps need from the     |
+| `python: X.Y`                | `runtimes.runtime_for`: Ubuntu bionic (3.6), focal (3.8), jammy (3.10),     |
+|                              | Debian bullseye (3.9), bookworm (3.11); 3.5, 3.7 and 3.12 go to the nearest |
+|                              | and the recipe's `notes` say so                                             |
+| base image (Ubuntu + conda)  | that base layer; the env layer adds what a spec's steps need from the       |
 |                              | official base (compilers for repos that build C code, locales, wget)        |
 | conda env `testbed`          | a venv at /opt/venv, first on PATH, with pip 26 (needed for the date        |
-|                              | cut-off below), setuptools and wheel; the system Python also sees the venv  |
+|                              | cut-off below; below Python 3.9 the newest pip there is, and uv installs    |
+|                              | the packages), setuptools and wheel; the system Python also sees the venv   |
 |                              | (tox-current-env re-execs "the current interpreter" through a symlink)      |
 | `packages: "a 'b==1'"`       | conda match specs translated to pip (`x=1.2` -> `x==1.2.*`), in the env     |
 | `packages: requirements.txt` | the harness's requirements file (`MAP_REPO_TO_REQS_PATHS`) at the env setup |
@@ -19,7 +21,8 @@ copied. How each field of a spec maps:
 |                              | (conda-only packages are skipped and noted)                                 |
 | `pip_packages`               | pip-installed last in the env layer; pins without a wheel for our Python    |
 |                              | are lifted to the nearest release that has one (`runtimes.lift_pin`)       |
-| (unpinned dependencies)      | resolved as of PACKAGES_AS_OF (pip's --uploaded-prior-to), not today        |
+| (unpinned dependencies)      | resolved as of `packages_as_of` (when the official images were built: pip's |
+|                              | --uploaded-prior-to, or uv's --exclude-newer below Python 3.9), not today   |
 | `pre_install`                | apt-get lines: their packages go to the env layer (no `upgrade`); locale    |
 |                              | setup becomes `locales locales-all`; the rest runs in the instance layer,   |
 |                              | in /testbed, as one shell step (later steps use earlier steps' variables)   |
@@ -57,10 +60,41 @@ from patchfleet.data.upstream import PublishedSpecs, Specs, published_specs
 from patchfleet.errors import ConfigError
 
 VENV = "/opt/venv"
-# Unpinned dependencies resolve as they did when the official images were built, not as of today:
-# pip >= 26 (26.0.1 is the last for Python 3.9) ignores releases uploaded after this moment.
-PACKAGES_AS_OF = "2025-01-01T00:00:00Z"
+# Unpinned dependencies resolve as they did when the official images were built, not as of today: pip
+# >= 26 (26.0.1 is the last for Python 3.9) ignores releases uploaded after this moment, and so does uv
+# (--exclude-newer) for the Pythons below 3.9. The moment is evidence, not a guess:
+# benchmarks/official_env_versions.py reads the versions of pytest, its plugins, hypothesis and docutils
+# printed in trajectories that ran in the official images and bounds each image's build by PyPI upload
+# times. Most were built in October 2024; 2024-10-10T00:00Z lies inside the build window of 36 of the 41
+# instances with evidence (2025-01-01 inside 6: it resolved hypothesis 6.123.2 where the official images
+# have 6.114.0, pytest-cov 6.0.0 for 5.0.0, pytest-benchmark 5.1.0 for 4.0.0, pytest 8.3.4 for 8.3.3).
+PACKAGES_AS_OF = "2024-10-10T00:00:00Z"
+# (repo, version) whose official environment was built at another time, by the same evidence: every
+# instance of xarray 2022.06 and 2022.09 has hypothesis 6.115.5 (uploaded 2024-10-23T22:28, next release
+# 10-29), the one of 2022.03 was rebuilt between 2024-12-27 and 2025-01-06. sphinx 3.2's two instances
+# disagree (one each side), so it keeps the default.
+PACKAGES_AS_OF_BY_VERSION: dict[tuple[str, str], str] = {
+    ("pydata/xarray", "2022.03"): "2025-01-01T00:00:00Z",
+    ("pydata/xarray", "2022.06"): "2024-10-24T00:00:00Z",
+    ("pydata/xarray", "2022.09"): "2024-10-24T00:00:00Z",
+}
 PIP = f"{VENV}/bin/python -m pip install --no-input --progress-bar off"
+# Below Python 3.9 (no pip 26 there), uv installs into the venv (VIRTUAL_ENV) with UV_EXCLUDE_NEWER. uv's
+# static binary comes from its PyPI wheel, fetched by the venv's own pip (the newest that runs there) for
+# a Python uv supports and unpacked, so no second interpreter is needed. uv warns below 3.8 and does not
+# promise 3.6, but installs there (checked on bionic's 3.6; benchmarks/results/python_runtimes/).
+UV_VERSION = "0.13.9"
+UV = "uv pip install"
+UV_EXCLUDE_NEWER_NOTE = "uv --exclude-newer: pip has no date cut-off below 26, which needs Python 3.9"
+UV_BOOTSTRAP = (
+    # pip 9 (bionic's) has no --progress-bar and looks for pypi.python.org, which no longer resolves here
+    f'{VENV}/bin/python -m pip install -q -i "${{PIP_INDEX_URL:-https://pypi.org/simple}}" --upgrade pip',
+    f"{VENV}/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.8 "
+    f"-d /tmp/uv-wheel 'uv=={UV_VERSION}' && "
+    f"{VENV}/bin/python -m zipfile -e /tmp/uv-wheel/uv-*.whl /tmp/uv-wheel/x && "
+    "install -m 755 /tmp/uv-wheel/x/uv-*.data/scripts/uv /usr/local/bin/uv && rm -rf /tmp/uv-wheel && "
+    "uv --version",
+)
 # Tools that re-exec "the current interpreter" through a symlink (tox-current-env, as sphinx's test
 # command uses) land in the system Python, which knows nothing of the venv; conda's one-interpreter
 # environments never had that problem. A .pth in the system site dir appends the venv's packages there.
@@ -134,11 +168,23 @@ def runtime_of(repo: str, version: str, specs: Specs | None = None) -> Runtime:
     return runtime_for(str(spec_for(repo, version, specs).get("python", "3.9")))
 
 
+def packages_as_of(repo: str, version: str) -> str:
+    """The moment the environment of (repo, version) resolves its unpinned packages as of."""
+    return PACKAGES_AS_OF_BY_VERSION.get((repo, version), PACKAGES_AS_OF)
+
+
+def installer(runtime: Runtime) -> str:
+    """The install command of the environment layer: pip 26 where it runs, else uv (see UV_BOOTSTRAP)."""
+    return PIP if runtime.installer == "pip" else UV
+
+
 def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None = None) -> Recipe:
     """The recipe of a task's (repo, version); `source` reads requirements files when the spec needs them."""
     published = published_specs()
     spec = spec_for(task.repo, task.version, specs)
     runtime = runtime_for(str(spec.get("python", "3.9")))
+    install_with = installer(runtime)
+    as_of = packages_as_of(task.repo, task.version)
     notes = [runtime.note] if runtime.note else []
     system, pre_install, system_notes = _split_pre_install(spec)
     notes += system_notes
@@ -148,23 +194,32 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
         system = [*system, *LOCALE_PACKAGES]
     system = list(dict.fromkeys(system))
 
-    env_steps = [f"python3 -m venv {VENV}", f"{PIP} --upgrade 'pip>=26'"]
+    if runtime.installer == "pip":
+        env_steps = [f"python3 -m venv {VENV}", f"{PIP} --upgrade 'pip>=26'"]
+        date_cap = ("PIP_UPLOADED_PRIOR_TO", as_of)
+    else:
+        env_steps = [f"python3 -m venv {VENV}", *UV_BOOTSTRAP]
+        date_cap = ("UV_EXCLUDE_NEWER", as_of)
+        notes.append(
+            f"Python {runtime.python}: uv installs the environment ({UV_EXCLUDE_NEWER_NOTE}); the "
+            "instance's own install runs the venv's pip, which has no date cut-off"
+        )
     if system:
         env_steps.insert(
             0,
             "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
             f"--no-install-recommends {' '.join(system)} && rm -rf /var/lib/apt/lists/*",
         )
-    env_steps += [f"{PIP} --upgrade setuptools wheel", SYSTEM_PYTHON_SEES_VENV]
-    env_steps += _dependency_steps(task, spec, source, published, runtime, notes)
+    env_steps += [f"{install_with} --upgrade setuptools wheel", SYSTEM_PYTHON_SEES_VENV]
+    env_steps += _dependency_steps(task, spec, source, published, runtime, notes, install_with)
     if spec.get("pip_packages"):
         pins = [_lift(p, runtime, notes) for p in spec["pip_packages"]]
-        env_steps.append(f"{PIP} " + " ".join(shlex.quote(p) for p in pins))
+        env_steps.append(f"{install_with} " + " ".join(shlex.quote(p) for p in pins))
     standins = standins_for(task.repo)
     env_steps += [step for standin in standins for step in standin.env_steps]
     notes += [standin.note for standin in standins]
 
-    install = _install_command(task, spec, published, source)
+    install = _install_command(task, spec, published, source, runtime)
     test_cmd = spec.get("test_cmd")
     if not test_cmd:
         raise ConfigError(f"the spec of {task.repo} {task.version} has no test_cmd")
@@ -181,7 +236,7 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
         env_vars=(
             ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             ("VIRTUAL_ENV", VENV),
-            ("PIP_UPLOADED_PRIOR_TO", PACKAGES_AS_OF),
+            date_cap,
         ),
         instance_steps=tuple(instance_steps),
         install=install,
@@ -204,6 +259,7 @@ def _dependency_steps(
     published: PublishedSpecs,
     runtime: Runtime,
     notes: list[str],
+    install_with: str = PIP,
 ) -> list[str]:
     packages = spec.get("packages") or ""
     commit = task.environment_setup_commit or task.base_commit
@@ -215,7 +271,7 @@ def _dependency_steps(
         notes.extend(requirements.notes)
         return [
             f"cat > /tmp/requirements.txt <<'PATCHFLEET_EOF'\n{requirements.text()}PATCHFLEET_EOF",
-            f"{PIP} -r /tmp/requirements.txt && rm /tmp/requirements.txt",
+            f"{install_with} -r /tmp/requirements.txt && rm /tmp/requirements.txt",
         ]
     if packages == "environment.yml":
         if source is None:
@@ -233,7 +289,7 @@ def _dependency_steps(
         return [
             f"cat > /tmp/constraints.txt <<'PATCHFLEET_EOF'\n{pins}PATCHFLEET_EOF",
             *(
-                f"timeout 600 {PIP} -c /tmp/constraints.txt {shlex.quote(name)} "
+                f"timeout 600 {install_with} -c /tmp/constraints.txt {shlex.quote(name)} "
                 f"|| echo 'patchfleet: skipped {name} (not installable with pip here)'"
                 for name in wanted.lines
             ),
@@ -241,18 +297,25 @@ def _dependency_steps(
     if packages:
         wanted = conda_packages(packages, runtime.python)
         notes.extend(wanted.notes)
-        return [f"{PIP} " + " ".join(shlex.quote(p) for p in wanted.lines)] if wanted.lines else []
+        return [f"{install_with} " + " ".join(shlex.quote(p) for p in wanted.lines)] if wanted.lines else []
     return []
 
 
 def _install_command(
-    task: Task, spec: dict[str, Any], published: PublishedSpecs, source: FileReader | None = None
+    task: Task,
+    spec: dict[str, Any],
+    published: PublishedSpecs,
+    source: FileReader | None = None,
+    runtime: Runtime | None = None,
 ) -> str:
     parts = (published.repo_install.get(task.repo, ""), spec.get("install", ""))
     install = " && ".join(x for x in parts if x)
     if not install:
         return ""
-    if " -e " in f"{install} " and "--no-use-pep517" not in install:
+    # pip 21.3 (the last for Python 3.6) has no --config-settings, and needs none: the setuptools there
+    # (59.6) predates PEP 660, so its editable installs are `setup.py develop`, the old way
+    old_pip = runtime is not None and runtime.python == "3.6"
+    if " -e " in f"{install} " and "--no-use-pep517" not in install and not old_pip:
         install += " --config-settings editable_mode=compat"
         if source is not None and needs_legacy_develop(source, task.repo, task.base_commit):
             install += " --no-build-isolation"

@@ -1,8 +1,10 @@
-"""Which Debian image and Python a SWE-bench spec's `python: X.Y` runs on, and what that costs.
+"""Which OS image and Python a SWE-bench spec's `python: X.Y` runs on, and what that costs.
 
 No conda, no python.org and no GitHub are reachable from our build machines, so the interpreter is the
-one Debian ships: bullseye has 3.9, bookworm 3.11. Every other version maps to the nearest of those two,
-and the recipe says so (`Runtime.note`), because fidelity to the official verdicts may suffer.
+one a distribution ships: Debian bullseye has 3.9, bookworm 3.11; Ubuntu bionic 3.6, focal 3.8, jammy 3.10
+(jammy is also the official images' base OS). A spec gets its own minor version wherever one of these
+ships it; 3.5 and 3.7 go to the nearest, and the recipe says so (`Runtime.note`), because fidelity to the
+official verdicts may suffer.
 
 A pin that has no wheel for the interpreter we use would be compiled from its sdist (slow, and usually
 broken with today's compilers and setuptools); `lift_pin` moves it to the nearest release that has one.
@@ -15,22 +17,66 @@ from dataclasses import dataclass
 
 from patchfleet.errors import ConfigError
 
-DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11"}
+UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
-# wanted -> (distro, why). Below 3.9 and 3.10 go to 3.9: older code breaks less on 3.9 than on 3.11
-# (distutils, asyncio.coroutine, collections ABC aliases), and the pins of the 3.10 specs (xarray,
-# sphinx 8) all have cp39 wheels, whereas some predate Python 3.11 (numpy 1.23.0; 1.23.2 was the first
-# release with cp311 wheels).
+
+@dataclass(frozen=True)
+class Distro:
+    """A release the base layer can be made from, and where its packages come from."""
+
+    name: str
+    family: str  # "debian" or "ubuntu": the registry image to try and the archive to debootstrap from
+    python: str  # the minor version of its python3 package
+    components: tuple[str, ...] = ("main",)
+
+    @property
+    def mirror(self) -> str:
+        return UBUNTU_MIRROR if self.family == "ubuntu" else DEBIAN_MIRROR
+
+    @property
+    def registry_image(self) -> str:
+        return f"ubuntu:{self.name}" if self.family == "ubuntu" else f"debian:{self.name}-slim"
+
+
+# Ubuntu's python3-venv and build tools for some releases live in universe.
+DISTROS: dict[str, Distro] = {
+    d.name: d
+    for d in (
+        Distro("bullseye", "debian", "3.9"),
+        Distro("bookworm", "debian", "3.11"),
+        Distro("bionic", "ubuntu", "3.6", ("main", "universe")),
+        Distro("focal", "ubuntu", "3.8", ("main", "universe")),
+        Distro("jammy", "ubuntu", "3.10", ("main", "universe")),
+    )
+}
+DISTRO_PYTHON = {name: d.python for name, d in DISTROS.items()}
+
+
+def distro(name: str) -> Distro:
+    """The release called `name`; ConfigError naming the ones we know."""
+    found = DISTROS.get(name)
+    if found is None:
+        raise ConfigError(f"unknown base distribution {name!r}: one of {', '.join(DISTROS)}")
+    return found
+
+
+# wanted -> (distro, why). Versions no release here ships go to the nearest one above: code written for
+# 3.5 or 3.7 breaks less on 3.6 or 3.8 than on anything older. Debian stays the choice for 3.9 and 3.11
+# (and 3.12, one below), as before: those images and their tags are unchanged.
 PYTHON_CHOICES: dict[str, tuple[str, str]] = {
+    "3.6": ("bionic", ""),
+    "3.8": ("focal", ""),
     "3.9": ("bullseye", ""),
+    "3.10": ("jammy", ""),
     "3.11": ("bookworm", ""),
-    "3.10": ("bullseye", "one minor version below the spec's; its pins have cp39 wheels"),
-    "3.8": ("bullseye", "one minor version above the spec's"),
-    "3.7": ("bullseye", "two minor versions above the spec's; expect some verdicts to differ"),
-    "3.6": ("bullseye", "three minor versions above the spec's; expect some verdicts to differ"),
-    "3.5": ("bullseye", "four minor versions above the spec's; the code predates 3.9: low fidelity"),
+    "3.5": ("bionic", "one minor version above the spec's (no release with 3.5 is built here)"),
+    "3.7": ("focal", "one minor version above the spec's (bionic's 3.7 is a beta in its release pocket)"),
     "3.12": ("bookworm", "one minor version below the spec's"),
 }
+# pip learnt --uploaded-prior-to (PIP_UPLOADED_PRIOR_TO) in 26.0, which needs Python >= 3.9; below that
+# the environment's packages are installed with uv and its --exclude-newer (UV_EXCLUDE_NEWER) instead.
+PIP_DATE_CAP_FROM = (3, 9)
 
 # Earliest release with a manylinux wheel for the interpreter, checked with
 # `pip download --only-binary=:all: --python-version 3.9 --no-deps` (numpy 1.19.2, scipy 1.5.2 and 1.5.3,
@@ -54,19 +100,24 @@ class Runtime:
     def exact(self) -> bool:
         return self.wanted == self.python
 
+    @property
+    def installer(self) -> str:
+        """What installs the environment's packages with a date cut-off: "pip" (>= 26) or "uv"."""
+        return "pip" if _numeric(self.python) >= PIP_DATE_CAP_FROM else "uv"
+
 
 def runtime_for(wanted: str) -> Runtime:
-    """The Debian image for a spec's Python version; ConfigError for versions we cannot approximate."""
+    """The base image for a spec's Python version; ConfigError for versions we cannot approximate."""
     choice = PYTHON_CHOICES.get(wanted)
     if choice is None:
         raise ConfigError(
             f"Python {wanted} is not available: our images have "
-            + ", ".join(f"{v} ({d})" for d, v in DEBIAN_PYTHON.items())
+            + ", ".join(f"{v} ({d})" for d, v in DISTRO_PYTHON.items())
         )
-    distro, why = choice
-    python = DEBIAN_PYTHON[distro]
-    note = f"spec asks for Python {wanted}; runs on {python} ({distro}): {why}" if why else ""
-    return Runtime(wanted=wanted, python=python, distro=distro, note=note)
+    name, why = choice
+    python = DISTRO_PYTHON[name]
+    note = f"spec asks for Python {wanted}; runs on {python} ({name}): {why}" if why else ""
+    return Runtime(wanted=wanted, python=python, distro=name, note=note)
 
 
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[0-9][0-9.]*)$")

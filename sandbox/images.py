@@ -26,6 +26,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict
 
 from patchfleet.data.recipes import Recipe
+from patchfleet.data.runtimes import DEBIAN_MIRROR, UBUNTU_MIRROR, distro
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import Task
 from patchfleet.errors import ImageBuildError
@@ -38,7 +39,8 @@ from patchfleet.sandbox.trust import HostTrust
 REPOSITORY = "patchfleet"
 LAYER_LABEL = engine.LAYER_LABEL
 SPEC_LABEL = "patchfleet.spec"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# debootstrap checks Ubuntu's Release files against this (Debian hosts: the ubuntu-keyring package)
+UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 BASE_PACKAGES = ("python3", "python3-venv", "git", "patch", "ca-certificates", "procps", "less")
 BUILD_STEP_TIMEOUT = 3600.0
 # Build containers must not leave our ownership labels behind in the image they become.
@@ -61,9 +63,10 @@ class _Layer(BaseModel):
 
 
 class BaseLayer(_Layer):
-    """Debian release plus the packages every sandbox needs (Python for the exec server, git, patch)."""
+    """A Debian or Ubuntu release plus the packages every sandbox needs (Python for the exec server, git,
+    patch). The fields, and so the tags of the Debian bases, are as they were before Ubuntu was added."""
 
-    distro: str = "bookworm"  # bookworm: Python 3.11; bullseye: Python 3.9
+    distro: str = "bookworm"  # a key of runtimes.DISTROS: bookworm 3.11, bullseye 3.9, jammy 3.10, ...
     packages: tuple[str, ...] = BASE_PACKAGES
 
     def tag(self) -> str:
@@ -140,6 +143,8 @@ class ImageBuilder:
         repo_source: RepoSource | None = None,
         allow_pull: bool = True,
         debian_mirror: str = DEBIAN_MIRROR,
+        ubuntu_mirror: str = UBUNTU_MIRROR,
+        ubuntu_keyring: str = UBUNTU_KEYRING,
         log: Log | None = None,
         min_free_disk: str | None = None,
     ) -> None:
@@ -152,6 +157,8 @@ class ImageBuilder:
         self.repo_source = repo_source
         self.allow_pull = allow_pull
         self.debian_mirror = debian_mirror
+        self.ubuntu_mirror = ubuntu_mirror
+        self.ubuntu_keyring = ubuntu_keyring
         self.log = log or (lambda line: None)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -216,15 +223,14 @@ class ImageBuilder:
     # -- base ------------------------------------------------------------------------------------
 
     def _build_base(self, layer: BaseLayer, tag: str) -> None:
-        if self.allow_pull and self._pull(f"debian:{layer.distro}-slim"):
+        release = distro(layer.distro)
+        if self.allow_pull and self._pull(release.registry_image):
             packages = " ".join(layer.packages)
             steps = (
                 "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                 f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*",
             )
-            self._commit_steps(
-                f"debian:{layer.distro}-slim", tag, steps, env=(), workdir="/", layer_name="base"
-            )
+            self._commit_steps(release.registry_image, tag, steps, env=(), workdir="/", layer_name="base")
             return
         self._debootstrap(layer, tag)
 
@@ -242,15 +248,25 @@ class ImageBuilder:
                 f"cannot make base image {tag}: no registry is reachable and `debootstrap` is not installed "
                 "(on Debian/Ubuntu: `sudo apt-get install debootstrap`; it must run as root)"
             )
+        release = distro(layer.distro)
+        extra = [f"--components={','.join(release.components)}"]
+        if release.family == "ubuntu":
+            if not Path(self.ubuntu_keyring).is_file():
+                raise ImageBuildError(
+                    f"cannot make base image {tag}: debootstrap of Ubuntu {release.name} needs Ubuntu's "
+                    f"archive keyring at {self.ubuntu_keyring} (Debian: `apt-get install ubuntu-keyring`)"
+                )
+            extra.append(f"--keyring={self.ubuntu_keyring}")
         with tempfile.TemporaryDirectory(prefix="patchfleet-rootfs-") as tmp:
             root = Path(tmp) / "rootfs"
             cmd = [
                 "debootstrap",
                 "--variant=minbase",
+                *(extra if release.family == "ubuntu" else []),
                 f"--include={','.join(layer.packages)}",
                 layer.distro,
                 str(root),
-                self.debian_mirror,
+                self.ubuntu_mirror if release.family == "ubuntu" else self.debian_mirror,
             ]
             self.log(f"$ {' '.join(cmd)}")
             done = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
