@@ -1,7 +1,8 @@
 """Sandboxes: isolated containers with a repository inside, and the images they start from.
 
 The contract is `Sandbox` (base.py); `DockerBackend` starts Docker sandboxes, `SandboxPool` keeps them
-warm, `ImageBuilder` makes the layered images, `reaper` removes what a killed run leaked.
+warm, `ImageBuilder` makes the layered images, `reaper` removes what a killed run leaked, `limits` and
+`watchdog` keep a sandbox to its privileges, its environment and its disk budget.
 """
 
 from patchfleet.sandbox.base import (

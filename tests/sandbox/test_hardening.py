@@ -42,6 +42,16 @@ def test_secret_names_and_sizes():
     assert parse_size("0") is None and parse_size(None) is None and parse_size(2048) == 2048
 
 
+def test_only_drivers_with_a_size_option_are_trusted_with_the_disk_budget():
+    from patchfleet.sandbox.docker import driver_enforces_size
+
+    xfs = {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "xfs"]]}
+    ext4 = {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}
+    assert driver_enforces_size(xfs) and driver_enforces_size({"Driver": "btrfs"})
+    assert not driver_enforces_size(ext4) and not driver_enforces_size({"Driver": "fuse-overlayfs"})
+    assert not driver_enforces_size({"Driver": "vfs"})
+
+
 def test_host_credentials_never_reach_the_sandbox_even_when_passed(sandbox_factory, base_image, monkeypatch):
     for name, value in HOST_SECRETS.items():
         monkeypatch.setenv(name, value)
