@@ -94,12 +94,14 @@ def detect_runner(sandbox: Sandbox, workdir: str = REPO_DIR) -> str:
 
 
 def find_test_files(sandbox: Sandbox, changed: list[str], *, workdir: str = REPO_DIR) -> list[str]:
-    """Test files near the changed ones, most specific first: named after a changed module, importing
-    it, then in its package's tests folder."""
+    """Test files near the changed ones, most specific first: named after a changed module in its
+    package's tests folder, importing it, named after it elsewhere, then the package's tests folder.
+    `changed` comes most important first (e.g. by how many candidates change each file)."""
     listing = sandbox.exec("git ls-files -- '*.py'", timeout=60, cwd=workdir)
     tracked = [line for line in listing.output.splitlines() if line.endswith(".py")]
     tests = [p for p in tracked if is_test_path(p) and _is_test_module(p)]
     named: list[str] = []
+    named_elsewhere: list[str] = []
     near: list[str] = []
     patterns: list[str] = []
     for path in changed:
@@ -109,8 +111,10 @@ def find_test_files(sandbox: Sandbox, changed: list[str], *, workdir: str = REPO
         module = posixpath.splitext(posixpath.basename(path))[0]
         if module == "__init__":
             module = posixpath.basename(posixpath.dirname(path))
-        named += [p for p in tests if posixpath.basename(p) in (f"test_{module}.py", f"{module}_test.py")]
         package = posixpath.dirname(path)
+        for test in tests:
+            if posixpath.basename(test) in (f"test_{module}.py", f"{module}_test.py"):
+                (named if _in_tests_of(test, package) else named_elsewhere).append(test)
         near += [p for p in tests if _in_tests_of(p, package)]
         dotted = _dotted(path)
         if dotted:
@@ -127,7 +131,7 @@ def find_test_files(sandbox: Sandbox, changed: list[str], *, workdir: str = REPO
         )
         importing = [line for line in grep.output.splitlines() if line in tests]
     ranked = []
-    for path in [*named, *importing, *near]:
+    for path in [*named, *importing, *named_elsewhere, *near]:
         if path not in ranked and path in tracked:
             ranked.append(path)
     return ranked
