@@ -14,7 +14,7 @@ from patchfleet.errors import GitHubError, PatchfleetError
 from patchfleet.runs.github import branch as branch_ops
 from patchfleet.runs.github import render
 from patchfleet.runs.github.client import GitHubClient
-from patchfleet.runs.github.events import Verdict, decide
+from patchfleet.runs.github.events import TRUSTED_ASSOCIATIONS, Verdict, decide
 from patchfleet.runs.github.redact import Redactor
 
 
@@ -74,9 +74,15 @@ class _StatusComment:
         self.body = ""
 
     def post(self, body: str) -> None:
-        # The last marked comment is ours from an earlier run; anyone can type the marker, so an update
-        # that GitHub refuses falls back to a new comment.
-        marked = [c for c in self.client.list_comments(self.number) if render.STATUS_MARKER in c.body]
+        # The last marked comment is ours from an earlier run. Anyone can type the marker, so only a bot's
+        # (the default token, an App) or a trusted person's (a PAT) counts; and an update that GitHub
+        # refuses falls back to a new comment.
+        marked = [
+            c
+            for c in self.client.list_comments(self.number)
+            if render.STATUS_MARKER in c.body
+            and (c.user_type == "Bot" or c.association in TRUSTED_ASSOCIATIONS)
+        ]
         if marked:
             self.comment_id = marked[-1].id
         self.update(body)

@@ -38,6 +38,8 @@ class Comment:
     body: str
     html_url: str
     user: str
+    user_type: str = "User"  # "Bot" for GitHub Apps and github-actions[bot]
+    association: str = "NONE"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def _comment(data: dict[str, Any]) -> Comment:
         body=data.get("body") or "",
         html_url=data["html_url"],
         user=(data.get("user") or {}).get("login", ""),
+        user_type=(data.get("user") or {}).get("type", "User"),
+        association=data.get("author_association", "NONE"),
     )
 
 
