@@ -56,6 +56,7 @@ from patchfleet.selection.candidates import load_candidates_from_outcomes, merge
 from patchfleet.selection.model import Candidate, Decision
 
 NOT_STARTED = "BudgetExhausted"  # exit status of a trajectory the budget did not allow to start
+DOCKER_ERRORS = frozenset({"NotFound", "APIError", "DockerException", "ConnectionError", "ReadTimeout"})
 
 
 class SelectionFailed(PatchfleetError):
@@ -155,9 +156,14 @@ def _run(
         spent = sum(_spent_in_files(layout, task.id) for task in tasks)
         budget = Budget(config.budget, spent=spent)
         services.progress.start(len(tasks), len(tasks) * len(specs), config.budget, spent)
-        context = _Context(config, layout, run_id, ledger, budget, services, specs, other_candidates)
-        with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="task") as pool:
-            results = list(pool.map(context.run_task, tasks))
+        if config.executor == "ray":
+            from patchfleet.runs.ray_executor import run_tasks_on_ray
+
+            results = run_tasks_on_ray(config, run_id, tasks, budget, services.progress, other_candidates)
+        else:
+            runner = TaskRunner(config, layout, run_id, ledger, budget, services, specs, other_candidates)
+            with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="task") as pool:
+                results = list(pool.map(runner.run_task, tasks))
         predictions = write_predictions(layout, tasks)
         evaluation = None
         if config.evaluate and services.evaluate is not None:
@@ -195,12 +201,14 @@ def _spent_in_files(layout: RunLayout, instance_id: str) -> float:
 
 
 @dataclass
-class _Context:
+class TaskRunner:
+    """Runs tasks of one run: in threads of this process, or one per Ray task (runs/ray_executor.py)."""
+
     config: RunConfig
     layout: RunLayout
     run_id: str
     ledger: Ledger
-    budget: Budget
+    budget: Budget  # or anything with its reserve/settle/add (a Ray actor's proxy)
     services: Services
     specs: list[TrajectorySpec]
     others: dict[str, list[Candidate]]
@@ -308,7 +316,7 @@ class _Context:
         path = self.layout.trajectory(task.id, spec.index)
         state = read_state(path)
         progress = self.services.progress
-        if state.finished and state.error_kind != "infrastructure":
+        if state.finished and not is_infrastructure(state.error):
             progress.trajectory_done(task.id, spec.index, state.exit_status, resumed=True)
             return outcome_from_state(spec, state)
         outcome = _retrying(
@@ -376,6 +384,14 @@ class _Context:
         return decision
 
 
+def is_infrastructure(error: dict[str, str] | None) -> bool:
+    """An infrastructure failure: our tree says so, or the Docker SDK's own errors escaped it (a container
+    removed under a running trajectory surfaces as docker's NotFound)."""
+    if not error:
+        return False
+    return error.get("kind") == "infrastructure" or error.get("class") in DOCKER_ERRORS
+
+
 def selection_cost(folder: Path) -> float:
     """What the verifier spent on this task in this run (scores read from its cache cost nothing)."""
     scores = read_json(folder / VERIFIER_FILE, {}) or {}
@@ -394,7 +410,7 @@ def _retrying(
     """Run `attempt` again while it ends in an infrastructure failure, up to the configured attempts."""
 
     def infrastructure(outcome: TrajectoryOutcome) -> bool:
-        return bool(outcome.error and outcome.error.kind == "infrastructure")
+        return outcome.error is not None and is_infrastructure(outcome.error.to_json())
 
     retrying = Retrying(
         retry=retry_if_result(infrastructure),
@@ -528,7 +544,7 @@ def summarize(
         for path in layout.task_dir(task.id).glob("*.traj.json"):
             state = read_state(path)
             outcomes[state.exit_status] += 1
-            if state.error_kind == "infrastructure":
+            if is_infrastructure(state.error):
                 infra_failures[state.exit_status] += 1
             elif state.error_kind in ("agent", "config", "internal"):
                 agent_failures[state.exit_status] += 1

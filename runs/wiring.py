@@ -170,7 +170,9 @@ def run(
 ) -> dict[str, Any]:
     """Check everything, then run (or resume) the batch; returns its summary."""
     if config.executor == "ray":
-        raise ConfigError("--executor ray is not available yet; use --executor local")
+        from patchfleet.runs.ray_executor import connect
+
+        connect(config.ray_address)  # an unreachable cluster fails here, before any work
     config.selection.check()
     tasks, eval_specs = load_run_tasks(config, warn)
     check_models(config.agent, config.parallel)

@@ -257,3 +257,70 @@ def _remove_the_killed_runs_containers(docker_backend, project):
 
     run = json.loads((project["out"] / "run.json").read_text())["run_id"]
     reaper.prune(docker_backend.client, everything=False, run=run)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A one-node Ray cluster on loopback, stopped by killing its process group (never `ray stop`,
+    which would stop every Ray process of the machine)."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+    port = _free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"),
+            *("--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2"),
+            *("--include-dashboard", "false", "--disable-usage-stats"),
+            *("--temp-dir", f"/tmp/ray-{port}"),
+        ],
+        stdout=(tmp_path / "ray.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            import socket
+
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    try:
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def test_the_same_batch_on_a_local_ray_cluster(project, server, base_image, ray_cluster, tmp_path):
+    server.respond_with(responder)
+    cmd = [a for a in command(project, server) if a != "--evaluate"]
+    log = tmp_path / "batch.log"
+    assert launch([*cmd, "--executor", "ray", "--ray-address", ray_cluster], log).wait(timeout=300) == 0, (
+        log.read_text()[-4000:]
+    )
+    out = project["out"]
+    preds = json.loads((out / "preds.json").read_text())
+    assert "+    return a + b" in preds["local__tri-1"]["model_patch"]
+    assert "+    return a * b" in preds["local__tri-2"]["model_patch"]
+    assert "+    return -a" in preds["local__tri-3"]["model_patch"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trajectories"] == {"Submitted": 6} and summary["task_status"] == {"done": 3}
+    assert sum(starts(server).values()) == 6
+    text = log.read_text()
+    assert "local__tri-2: trajectory 1 Submitted" in text  # the workers' events reach the driver's log

@@ -75,7 +75,7 @@ def test_the_api_key_comes_from_the_environment_and_is_never_written(monkeypatch
     [
         ([], "no dataset"),
         (["--dataset", "{dataset}", "--instance-ids", "x__y-1", "x__y-9"], "unknown or invalid instance id"),
-        (["--dataset", "{dataset}", "--executor", "ray"], "--executor ray is not available"),
+        (["--dataset", "{dataset}", "--executor", "ray", "--ray-address", "127.0.0.1:1"], "Ray cluster"),
         (["--dataset", "{dataset}", "--set", "selection.policy=best"], "unknown selection policy"),
         (["--dataset", "{dataset}", "--model", "openai/unpriced-x"], "has no price"),
         (["--dataset", "{dataset}", "--temperatures", "hot"], "--temperatures"),
