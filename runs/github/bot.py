@@ -176,3 +176,9 @@ def run(
         return BotResult(
             "failed", error, "", "", result.cost if result else 0.0, render.step_summary(status.body)
         )
+    except Exception as exc:
+        # A bug, not a known failure: the issue still hears that the run stopped, then the job fails loudly.
+        status.update(
+            render.failure(result, redact(f"internal error ({type(exc).__name__})"), config.run_url)
+        )
+        raise

@@ -255,3 +255,15 @@ def test_a_forged_status_marker_from_an_outsider_is_not_taken_over(gh, checkout)
     assert not [r for r in gh.requests if r[0] == "PATCH" and r[1].endswith(f"/comments/{forged['id']}")]
     (status,) = _bot_comments(gh)
     assert "Opened pull request" in status["body"]
+
+
+def test_an_unexpected_error_is_reported_on_the_issue_and_raised(gh, checkout):
+    gh.add_issue(1, "add is wrong", "")
+
+    def broken(repo_path, title, body):
+        raise RuntimeError("a bug in the pipeline")
+
+    with pytest.raises(RuntimeError, match="a bug in the pipeline"):
+        _run(gh, checkout, "issues", _labeled(gh), broken)
+    (status,) = _bot_comments(gh)
+    assert "internal error (RuntimeError)" in status["body"] and "a bug in" not in status["body"]
