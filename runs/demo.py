@@ -19,15 +19,12 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from patchfleet.agent import ParallelConfig
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.issue_input import IssueText, split_text
-from patchfleet.data.sources import LocalCheckout
-from patchfleet.runs import trajectories as runner
+from patchfleet.runs.config import RunConfig, model_shorthands, with_api_key
 from patchfleet.runs.demo_script import TEMPERATURES, respond
 from patchfleet.runs.demo_server import ScriptedServer
 from patchfleet.runs.fix import RUN_FILE, FixConfig, FixRun, Log, run_fix
-from patchfleet.runs.fix_pipeline import pipeline_for
 from patchfleet.runs.fix_select import SelectionJob, Selector, execute
 from patchfleet.runs.report import EVALUATION_FILE, write_report
 from patchfleet.selection.model import Contract, TestCase, TestKind
@@ -36,9 +33,9 @@ SCRIPTED_MODEL = "openai/patchfleet-demo-scripted"
 REAL_MODEL_FLAG = "--model anthropic/claude-sonnet-4-5-20250929"
 # what the scripted tokens would cost at a frontier model's list price, so costs and budgets are exercised
 SCRIPTED_PRICING = (
-    "model.pricing.mode=override",
-    "model.pricing.input_per_mtok=3",
-    "model.pricing.output_per_mtok=15",
+    "agent.model.pricing.mode=override",
+    "agent.model.pricing.input_per_mtok=3",
+    "agent.model.pricing.output_per_mtok=15",
 )
 SCRIPTED_NOTE = (
     "The model in this demo is SCRIPTED: its replies are fixed in patchfleet/runs/demo_script.py and "
@@ -121,7 +118,7 @@ def run_demo(
     api_base: str | None = None,
     api_key_env: str | None = None,
     n: int = len(TEMPERATURES),
-    overrides: tuple[str, ...] = (),
+    overrides: tuple[str, ...] = (),  # dotted RunConfig keys, after the demo's own
     docker_host: str | None = None,
     allow_pull: bool = True,
     policy: str = "default",
@@ -141,34 +138,23 @@ def run_demo(
     log(f"issue: {issue.title}")
     server = ScriptedServer(respond).start() if scripted else None
     try:
-        sets = [*SCRIPTED_PRICING, "model.api_key=demo-key-not-a-secret"] if server else []
-        sets += ["limits.step_limit=20", "command_timeout=60", *overrides]
-        agent = runner.load_agent_config(
-            None,
-            sets,
-            model=model or SCRIPTED_MODEL,
-            api_base=server.base_url if server else api_base,
-            api_key_env=api_key_env,
-        )
-        temperatures = [TEMPERATURES[i % len(TEMPERATURES)] for i in range(n)]
-        config = FixConfig(
-            agent=agent,
-            parallel=ParallelConfig(n=n, temperatures=temperatures),
-            out_dir=out_dir / "run",
-            docker_host=docker_host,
-            allow_pull=allow_pull,
-            max_sandboxes=4,
-        )
+        sets = [*SCRIPTED_PRICING, "agent.model.api_key=demo-key-not-a-secret"] if server else []
+        shorthands = {
+            **model_shorthands(model or SCRIPTED_MODEL, server.base_url if server else api_base),
+            "agent.limits.step_limit": 20,
+            "agent.command_timeout": 60,
+            "parallel.n": n,
+            "parallel.temperatures": [TEMPERATURES[i % len(TEMPERATURES)] for i in range(n)],
+            "selection.policy": policy,
+            "selection.generated_tests": 2,
+            "outputs.dir": out_dir / "run",
+            "max_sandboxes": 4,
+            "sandbox.docker_host": docker_host,
+            "sandbox.allow_pull": allow_pull,
+        }
+        run_config = with_api_key(RunConfig.load(None, [*sets, *overrides], shorthands), api_key_env)
+        config = FixConfig.from_run_config(run_config)
         backend = DockerConfig(docker_host=docker_host).backend(HostTrust.from_env())
-        if select is None:
-            select = pipeline_for(
-                agent,
-                policy=policy,
-                generated_tests=2,
-                source=LocalCheckout(path=repo),
-                run_dir=config.out_dir,
-                log=log,
-            )
         run = run_fix(str(repo), issue, config, select=select, log=log, backend=backend)
     finally:
         if server is not None:

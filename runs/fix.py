@@ -33,32 +33,50 @@ from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError, RepoSourceError
 from patchfleet.runs import trajectories as runner
 from patchfleet.runs.apply_branch import commit_to_branch
-from patchfleet.runs.fix_select import SelectionJob, Selector, suite_selector
+from patchfleet.runs.config import RunConfig
+from patchfleet.runs.fix_select import SelectionJob, Selector
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.selection.model import Candidate, CandidateSource, Decision, content_hash
+from patchfleet.selection.pipeline import SelectionConfig
 
 RUN_FILE = "run.json"
 Log = Callable[[str], None]
 
 
 class FixConfig(BaseModel):
-    """Everything one fix needs besides the repository and the issue."""
+    """Everything one fix needs besides the repository and the issue. The shared keys come from a
+    `RunConfig` (`from_run_config`); the rest are what only a single fix has."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     agent: AgentConfig
     parallel: ParallelConfig = Field(default_factory=lambda: ParallelConfig(n=4))
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    verifier: bool = True  # judge with the run's own model when selection.verifier is not configured
     setup: str | None = None  # replaces the detected install steps ("" installs nothing)
     test_cmd: str | None = None  # replaces the detected test command ("" means none)
     out_dir: Path = Path("out/fix")
     docker_host: str | None = None
     allow_pull: bool = True
     max_sandboxes: int | None = None
-    select_workers: int = 2
     test_timeout: float = 600.0
     apply: bool = False
     branch: str | None = None  # default patchfleet/fix-<task id>
+
+    @classmethod
+    def from_run_config(cls, run: RunConfig, **fix_only: Any) -> FixConfig:
+        """The keys a fix shares with every run (agent, parallel, selection, sandbox, outputs)."""
+        return cls(
+            agent=run.agent,
+            parallel=run.parallel,
+            selection=run.selection,
+            out_dir=run.outputs.dir,
+            docker_host=run.sandbox.docker_host,
+            allow_pull=run.sandbox.allow_pull,
+            max_sandboxes=run.max_sandboxes,
+            **fix_only,
+        )
 
 
 @dataclass
@@ -139,24 +157,27 @@ def run_fix(
     issue: IssueText,
     config: FixConfig,
     *,
-    select: Selector = suite_selector,
+    select: Selector | None = None,
     log: Log = print,
     backend: DockerBackend | None = None,
 ) -> FixRun:
     """The whole flow for one issue; raises `PatchfleetError` only for what stops it (bad input, an
-    environment that does not build), never for a failed trajectory (recorded in outcomes)."""
-    from patchfleet.runs.fix_pipeline import selection_cost
+    environment that does not build), never for a failed trajectory (recorded in outcomes). `select`
+    defaults to the selection pipeline configured by `config.selection`."""
+    from patchfleet.runs.fix_pipeline import pipeline_for, selection_cost
     from patchfleet.runs.report import write_report  # the report imports jinja2 templates: only when used
     from patchfleet.sandbox.config import DockerConfig
     from patchfleet.sandbox.trust import HostTrust
 
+    runner.check_models(config.agent, config.parallel)
+    config.selection.check()
     stages: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="patchfleet-fix-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="patchfleet-fix-") as tmp:  # a clone lives here to the end
         started = time.monotonic()
         repo = resolve_repo(location, Path(tmp))
+        if config.apply and repo.local is None:
+            raise ConfigError("--apply needs the repository as a local path (it was given as a URL)")
         task = task_for(repo, issue)
-        run_dir = config.out_dir
-        task_dir = run_dir / task.id
         environment = detect_environment(repo.checkout, setup=config.setup, test_cmd=config.test_cmd)
         notes = []
         if repo.dirty:
@@ -176,51 +197,51 @@ def run_fix(
         stages["environment"] = _stage(started)
 
         started = time.monotonic()
-        runner.check_models(config.agent, config.parallel)
         limiter = threading.BoundedSemaphore(config.max_sandboxes) if config.max_sandboxes else None
-        document = runner.run_task(
+        outcomes = runner.run_task(
             task,
             config.agent,
             config.parallel,
             backend=backend,
             builder=builder,
             recipe=lambda _: recipe,
-            out_dir=run_dir,
+            out_dir=config.out_dir,
             sandbox_limiter=limiter,
-        )
-        outcomes = document["trajectories"]
+        )["trajectories"]
         cost = sum(row["cost"] for row in outcomes)
         stages["trajectories"] = _stage(started, cost)
         submitted = sum(row["exit_status"] == "Submitted" for row in outcomes)
         log(f"{submitted}/{len(outcomes)} trajectories submitted a patch (${cost:.4f})")
 
-    started = time.monotonic()
-    candidates = candidates_from_outcomes(task.id, outcomes)
-    job = SelectionJob(
-        task=task,
-        candidates=candidates,
-        image=image,
-        backend=backend,
-        test_cmd=environment.test_cmd,
-        out_dir=task_dir,
-        trajectories=[Path(row["trajectory"]) for row in outcomes if row["trajectory"]],
-        agent=config.agent,
-        test_timeout=config.test_timeout,
-        workers=config.select_workers,
-    )
-    decision = select(job)
-    stages["selection"] = _stage(started, selection_cost(task_dir))
+        started = time.monotonic()
+        task_dir = config.out_dir / task.id
+        if select is None:
+            select = pipeline_for(config, source=repo.source, log=log)
+        candidates = candidates_from_outcomes(task.id, outcomes)
+        job = SelectionJob(
+            task=task,
+            candidates=candidates,
+            image=image,
+            backend=backend,
+            test_cmd=environment.test_cmd,
+            out_dir=task_dir,
+            trajectories=[Path(row["trajectory"]) for row in outcomes if row["trajectory"]],
+            agent=config.agent,
+            test_timeout=config.test_timeout,
+            workers=config.selection.workers,
+        )
+        decision = select(job)
+        stages["selection"] = _stage(started, selection_cost(task_dir))
+
     candidates = _recorded_candidates(task_dir, candidates)
     chosen = next((c for c in candidates if c.id == decision.chosen), None)
-    patch = chosen.patch if chosen else ""
-
     result = FixRun(
         task=task,
-        run_dir=run_dir,
+        run_dir=config.out_dir,
         environment=environment,
         candidates=candidates,
         decision=decision,
-        patch=patch,
+        patch=chosen.patch if chosen else "",
         outcomes=outcomes,
         cost=cost + stages["selection"]["cost"],
         stages=stages,
@@ -228,20 +249,18 @@ def run_fix(
         local_repo=repo.local,
         notes=notes,
     )
-    if config.apply and patch:
-        if repo.local is None:
-            raise ConfigError("--apply needs the repository as a local path (it was given as a URL)")
+    if config.apply and result.patch and repo.local is not None:
         result.branch = config.branch or f"patchfleet/fix-{task.id}"
         message = (
             f"{issue.title or 'Fix'}\n\n"
             f"Chosen by patchfleet ({decision.policy}) from {len(outcomes)} trajectories."
         )
-        result.commit = commit_to_branch(repo.local, repo.commit, patch, result.branch, message)
+        result.commit = commit_to_branch(repo.local, repo.commit, result.patch, result.branch, message)
         log(f"committed {result.commit[:12]} on branch {result.branch} (working tree untouched)")
 
     started = time.monotonic()
     write_run_files(result, issue, location, config)
-    result.report = write_report(run_dir)
+    result.report = write_report(config.out_dir)
     stages["report"] = _stage(started)
     write_run_files(result, issue, location, config)  # with the report's own time
     return result
@@ -263,43 +282,31 @@ def bot_fix(
     budget: float | None = None,
     out_dir: Path | None = None,
     overrides: tuple[str, ...] = (),
-    generated_tests: int = 0,
+    generated_tests: int | None = None,
 ):
     """The GitHub bot's entry (`runs.github.command` calls it): a fix of the checkout, as the bot's
-    `FixResult`. `budget` (dollars) is split evenly into per-trajectory cost limits; `policy` is a
-    selection policy (default, codemonkeys, r2e, agentless) or suite-vote."""
+    `FixResult`. `budget` (dollars) is split evenly into per-trajectory cost limits; `overrides` are
+    dotted `RunConfig` keys, as `patchfleet fix --set` takes them."""
+    from patchfleet.runs.config import RunConfig
     from patchfleet.runs.github.bot import FixResult
 
-    sets = list(overrides)
-    if budget is not None:
-        sets.append(f"limits.cost_limit={budget / samples}")
-    agent = runner.load_agent_config(None, sets, model=model)
-    config = FixConfig(
-        agent=agent,
-        parallel=ParallelConfig(n=samples),
-        out_dir=out_dir or Path(tempfile.mkdtemp(prefix="patchfleet-bot-run-")),
-    )
-    if policy == "suite-vote":
-        select = suite_selector
-    else:
-        from patchfleet.data.sources import LocalCheckout
-        from patchfleet.runs.fix_pipeline import pipeline_for
-
-        select = pipeline_for(
-            agent,
-            policy=policy or "default",
-            generated_tests=generated_tests,
-            source=LocalCheckout(path=Path(repo_path)),
-            run_dir=config.out_dir,
-        )
-    run = fix_issue(Path(repo_path), issue_title, issue_body, config, select=select, log=lambda line: None)
-    outcome = "patched" if run.patch.strip() else "no_patch"
+    shorthands = {
+        "agent.model.type": "litellm" if model else None,
+        "agent.model.model": model,
+        "parallel.n": samples,
+        "selection.policy": policy,
+        "selection.generated_tests": generated_tests,
+        "agent.limits.cost_limit": budget / samples if budget is not None else None,
+        "outputs.dir": out_dir or Path(tempfile.mkdtemp(prefix="patchfleet-bot-run-")),
+    }
+    config = FixConfig.from_run_config(RunConfig.load(None, overrides, shorthands))
+    run = fix_issue(Path(repo_path), issue_title, issue_body, config, log=lambda line: None)
     return FixResult(
         patch=run.patch,
         summary=summarize_patch(run.patch),
         rationale=rationale_markdown(run),
         cost=run.cost,
-        outcome=outcome,
+        outcome="patched" if run.patch.strip() else "no_patch",
     )
 
 

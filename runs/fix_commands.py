@@ -17,8 +17,9 @@ from patchfleet.errors import PatchfleetError
 
 console = Console()
 
-Config = Annotated[Path | None, typer.Option(help="agent config YAML")]
-Sets = Annotated[list[str] | None, typer.Option("--set", help="dotted override, e.g. limits.step_limit=50")]
+Sets = Annotated[
+    list[str] | None, typer.Option("--set", help="dotted RunConfig override, e.g. agent.limits.step_limit=50")
+]
 ApiBase = Annotated[str | None, typer.Option(help="the model's endpoint")]
 ApiKeyEnv = Annotated[str | None, typer.Option(help="environment variable that holds the API key")]
 DockerHost = Annotated[str | None, typer.Option(help="Docker engine URL (default: DOCKER_HOST or local)")]
@@ -41,74 +42,68 @@ def fix(
     repo: Annotated[str, typer.Argument(help="a local git repository or a clone URL")],
     issue: Annotated[str, typer.Argument(help="the issue: its text, a file, or a GitHub issue URL")],
     model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
-    n: Annotated[int, typer.Option("--n", "--samples", min=1, help="trajectories to run")] = 4,
+    n: Annotated[
+        int | None, typer.Option("--n", "--samples", min=1, help="trajectories to run (parallel.n)")
+    ] = None,
     setup: Annotated[str | None, typer.Option(help="install command, replacing the detected steps")] = None,
     test_cmd: Annotated[str | None, typer.Option(help="test command, replacing the detected one")] = None,
     policy: Annotated[
-        str, typer.Option(help="selection policy: default, codemonkeys, r2e, agentless, or suite-vote")
-    ] = "default",
-    generated_tests: Annotated[int, typer.Option(min=0, help="test-writing trajectories (votes)")] = 0,
-    verifier: Annotated[bool, typer.Option(help="ask the model to judge each candidate")] = True,
+        str | None, typer.Option(help="selection policy: default, codemonkeys, r2e, agentless")
+    ] = None,
+    generated_tests: Annotated[
+        int | None, typer.Option(min=0, help="test-writing trajectories (selection.generated_tests)")
+    ] = None,
+    verifier: Annotated[
+        bool, typer.Option(help="judge each candidate with the run's model (unless selection.verifier)")
+    ] = True,
     apply: Annotated[bool, typer.Option(help="commit the chosen patch to a new branch of REPO")] = False,
     branch: Annotated[str | None, typer.Option(help="the branch --apply creates")] = None,
-    config: Config = None,
-    set_: Sets = None,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (runs/config.py RunConfig)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted RunConfig override, e.g. agent.limits.step_limit=50"),
+    ] = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
     temperatures: Annotated[str | None, typer.Option(help="comma-separated, cycled over the samples")] = None,
     max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live agent sandboxes at once")] = None,
-    out: Annotated[Path, typer.Option(help="the run folder")] = Path("out/fix"),
-    pull: Pull = True,
+    out: Annotated[Path | None, typer.Option(help="the run folder (outputs.dir; default out/fix)")] = None,
+    pull: Annotated[
+        bool | None, typer.Option("--pull/--no-pull", help="try a registry for base images")
+    ] = None,
     docker_host: DockerHost = None,
 ) -> None:
-    """Fix one issue in any Python repository: N trajectories, a selector, a report (and a branch)."""
+    """Fix one issue in any Python repository: N trajectories, the selector, a report (and a branch).
+    Exit code 0 with a chosen patch, 1 when no candidate was usable, 2 on an error."""
     from patchfleet.data.issue_input import read_issue
-    from patchfleet.runs import trajectories as runner
+    from patchfleet.runs.config import OutputsConfig, RunConfig, model_shorthands, with_api_key
     from patchfleet.runs.fix import FixConfig, run_fix
+    from patchfleet.runs.trajectories import parallel_config
 
     try:
-        agent = runner.load_agent_config(
-            config, set_ or [], model=model, api_base=api_base, api_key_env=api_key_env
+        shorthands = {
+            **model_shorthands(model, api_base),
+            "parallel.n": n,
+            "parallel.temperatures": parallel_config(1, temperatures).temperatures if temperatures else None,
+            "selection.policy": policy,
+            "selection.generated_tests": generated_tests,
+            "max_sandboxes": max_sandboxes,
+            "outputs.dir": out,
+            "sandbox.allow_pull": pull,
+            "sandbox.docker_host": docker_host,
+        }
+        run_config = with_api_key(RunConfig.load(config, set_ or [], shorthands), api_key_env)
+        if run_config.outputs.dir == OutputsConfig().dir:  # the batch's default folder: not a fix's
+            run_config = run_config.model_copy(update={"outputs": OutputsConfig(dir=Path("out/fix"))})
+        settings = FixConfig.from_run_config(
+            run_config, setup=setup, test_cmd=test_cmd, verifier=verifier, apply=apply, branch=branch
         )
-        settings = FixConfig(
-            agent=agent,
-            parallel=runner.parallel_config(n, temperatures),
-            setup=setup,
-            test_cmd=test_cmd,
-            out_dir=out,
-            docker_host=docker_host,
-            allow_pull=pull,
-            max_sandboxes=max_sandboxes,
-            apply=apply,
-            branch=branch,
-        )
-        runner.check_models(settings.agent, settings.parallel)
-        text = read_issue(issue)
-        select = selector_for(settings, policy, generated_tests, verifier, repo)
-        run = run_fix(repo, text, settings, select=select, log=_log)
+        run = run_fix(repo, read_issue(issue), settings, log=_log)
     except PatchfleetError as exc:
         raise _fail(exc) from exc
     show_run(run)
-
-
-def selector_for(settings, policy: str, generated_tests: int, verifier: bool, repo: str):
-    """suite-vote: the repository's suite and votes only; any other name: the selection pipeline."""
-    from patchfleet.data.sources import LocalCheckout
-    from patchfleet.runs.fix_pipeline import pipeline_for
-    from patchfleet.runs.fix_select import suite_selector
-
-    if policy == "suite-vote":
-        return suite_selector
-    local = Path(repo).expanduser()
-    return pipeline_for(
-        settings.agent,
-        policy=policy,
-        generated_tests=generated_tests,
-        verifier=verifier,
-        source=LocalCheckout(path=local) if local.exists() else None,
-        run_dir=settings.out_dir,
-        log=_log,
-    )
+    if not run.patch:
+        raise typer.Exit(code=1)
 
 
 # the few scores worth a column in the terminal; the report and `inspect` show them all

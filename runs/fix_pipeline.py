@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchfleet.agent import AgentConfig, LitellmModelConfig
 from patchfleet.data.sources import RepoSource
@@ -17,6 +18,9 @@ from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import Decision
 from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, select_task
 from patchfleet.selection.verifier import Verifier, VerifierConfig
+
+if TYPE_CHECKING:
+    from patchfleet.runs.fix import FixConfig
 
 CELLS_DIR = "cells"
 TEST_WRITERS_DIR = "test-writers"
@@ -84,28 +88,28 @@ def selection_cost(task_dir: Path) -> float:
 
 
 def pipeline_for(
-    agent: AgentConfig,
+    config: FixConfig,
     *,
-    policy: str = "default",
-    generated_tests: int = 0,
-    verifier: bool = True,
     source: RepoSource | None = None,
-    run_dir: Path | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> Selector:
-    """The pipeline on the run's own model: its verifier (when it is a litellm model and `verifier`) and
-    `generated_tests` test-writing trajectories; `policy` decides, every other policy is recorded too."""
+    """The pipeline as `config.selection` says; the judge is `selection.verifier` when configured, else the
+    run's own model (unless `config.verifier` is off); test writers use the run's model unless
+    `selection.test_writer` names another."""
     from patchfleet.selection.generate import load_test_writer_config
 
-    model = agent.model if isinstance(agent.model, LitellmModelConfig) else None
+    selection, agent = config.selection, config.agent
+    cache = config.out_dir / "verifier-cache"
     judge = None
-    if verifier and model is not None:
-        judge = verifier_for(model, run_dir / "verifier-cache" if run_dir else None)
+    if selection.verifier is not None:
+        judge = Verifier(
+            selection.verifier.model_copy(update={"cache_dir": selection.verifier.cache_dir or cache})
+        )
+    elif config.verifier and isinstance(agent.model, LitellmModelConfig):
+        judge = verifier_for(agent.model, cache)
     writer = None
-    if generated_tests and agent.model is not None:
+    if selection.generated_tests and agent.model is not None:
         writer = load_test_writer_config().model_copy(
             update={"model": agent.model, "scratch_dir": agent.scratch_dir}
         )
-    config = SelectionConfig(policy=policy, generated_tests=generated_tests if writer else 0)
-    config.check()
-    return pipeline_selector(config, source=source, verifier=judge, test_writer=writer, log=log)
+    return pipeline_selector(selection, source=source, verifier=judge, test_writer=writer, log=log)

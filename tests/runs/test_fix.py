@@ -193,15 +193,16 @@ def test_fix_apply_end_to_end_and_the_bot_entry(
     before = run_git(repo, "status", "--porcelain")
     issue = tmp_path / "issue.md"
     issue.write_text("add() subtracts\n\nadd(2, 3) returns -1 instead of 5.\n")
-    config = tmp_path / "agent.yaml"
-    config.write_text("model:\n  pricing: {mode: override, input_per_mtok: 1.0, output_per_mtok: 2.0}\n")
+    config = tmp_path / "run.yaml"  # a RunConfig, as batch takes
+    pricing = "{mode: override, input_per_mtok: 1, output_per_mtok: 2}"
+    config.write_text(f"agent:\n  model:\n    pricing: {pricing}\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
         [
             *("fix", str(repo), str(issue), "--apply", "--n", "2", "--no-pull", "--config", str(config)),
             *("--model", "openai/fake-model", "--api-base", server.base_url, "--api-key-env", "FAKE_KEY"),
-            *("--set", "limits.step_limit=8", "--out", str(out)),
+            *("--set", "agent.limits.step_limit=8", "--out", str(out)),
         ],
         env={"FAKE_KEY": "dummy", "COLUMNS": "200"},
     )
@@ -255,10 +256,10 @@ def test_fix_apply_end_to_end_and_the_bot_entry(
         budget=1.0,
         out_dir=tmp_path / "bot",
         overrides=(
-            f"model.api_base={server.base_url}",
-            "model.api_key=dummy",
-            "model.pricing.mode=free",
-            "limits.step_limit=8",
+            f"agent.model.api_base={server.base_url}",
+            "agent.model.api_key=dummy",
+            "agent.model.pricing.mode=free",
+            "agent.limits.step_limit=8",
         ),
     )
     assert fixed.ok and fixed.patch == candidates[0]["patch"]
