@@ -210,7 +210,10 @@ class FakeGitHub:
             status, body, extra = self._route(method, template, match.groupdict(), query, request)
         except _HTTPError as exc:
             doc = "https://docs.github.com/rest"
-            return exc.status, {"message": exc.message, "documentation_url": doc}, exc.headers
+            error = {"message": exc.message, "documentation_url": doc}
+            with self._lock:
+                self.served.append(Served(method, template, exc.status, error, query, request))
+            return exc.status, error, exc.headers
         with self._lock:
             self.served.append(Served(method, template, status, body, query, request))
         return status, body, extra
