@@ -118,7 +118,9 @@ def sandbox_prune(
 
 @images_app.command("build")
 def images_build(
-    distro: Annotated[str, typer.Option(help="Debian release of the base layer")] = "bookworm",
+    distro: Annotated[
+        str, typer.Option(help="base release: bookworm, bullseye (Debian) or jammy, focal, bionic (Ubuntu)")
+    ] = "bookworm",
     repo: Annotated[str | None, typer.Option(help="owner/name: also build an instance layer")] = None,
     commit: Annotated[str | None, typer.Option(help="commit of --repo (default HEAD)")] = None,
     mirrors: Annotated[Path | None, typer.Option(help="folder of bare mirrors")] = None,
