@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -44,6 +46,8 @@ UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 BASE_PACKAGES = ("python3", "python3-venv", "git", "patch", "ca-certificates", "procps", "less")
 BUILD_STEP_TIMEOUT = 3600.0
 # Build containers must not leave our ownership labels behind in the image they become.
+# host:pid of the process that committed a layer: lets a test session remove exactly what it built
+BUILT_BY_LABEL = "patchfleet.built-by"
 CLEARED_LABELS = dict.fromkeys((engine.MANAGED, engine.OWNER_PID, engine.OWNER_HOST, engine.CREATED), "")
 
 Log = Callable[[str], None]
@@ -121,6 +125,11 @@ class ImageSpec(_Layer):
 
     def tag(self) -> str:
         return self.tags()[-1]
+
+
+def built_by() -> str:
+    """The value of `BUILT_BY_LABEL` for layers this process commits."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def official_image_name(instance_id: str) -> str:
@@ -368,6 +377,7 @@ class ImageBuilder:
                     "patchfleet.role": "",
                     LAYER_LABEL: layer_name,
                     SPEC_LABEL: version,
+                    BUILT_BY_LABEL: built_by(),
                 },
                 "Env": [*parent_env, *(f"{k}={v}" for k, v in env)],
                 "Cmd": ["bash"],

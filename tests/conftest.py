@@ -56,6 +56,24 @@ def docker_backend():
     return DockerBackend(connect(), max_concurrent_starts=4, trust=HostTrust.from_env())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def remove_instance_images_built_here() -> Iterator[None]:
+    """At the end of the session, remove the instance layers this process built (labelled with its pid:
+    never another session's). Environment layers and the base stay, shared by content hash."""
+    yield
+    from patchfleet.sandbox.images import BUILT_BY_LABEL, LAYER_LABEL, built_by
+
+    labels = [f"label={BUILT_BY_LABEL}={built_by()}", f"label={LAYER_LABEL}=instance"]
+    query = ["docker", "images", "-q", *(arg for label in labels for arg in ("--filter", label))]
+    try:
+        listed = subprocess.run(query, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return  # no Docker here, so nothing was built
+    ids = sorted(set(listed.stdout.split()))
+    if ids:
+        subprocess.run(["docker", "rmi", *ids], capture_output=True, timeout=300)  # one still in use stays
+
+
 @pytest.fixture(scope="session")
 def base_image(docker_backend) -> str:
     """The bookworm base image: pulled, or debootstrapped on first use (about a minute)."""
