@@ -13,11 +13,9 @@ stops the others. The ledger is rebuilt from the files at start and updated afte
 from __future__ import annotations
 
 import fcntl
-import json
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +29,7 @@ from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_a
 from patchfleet.agent.loop import ErrorInfo
 from patchfleet.agent.model import Limiter, Model, Reply
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
-from patchfleet.atomic import write_json_atomic, write_text_atomic
+from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError, PatchfleetError, SandboxError
 from patchfleet.runs.budget import Budget
@@ -43,10 +41,12 @@ from patchfleet.runs.layout import (
     VERIFIER_FILE,
     RunLayout,
     TrajectoryState,
+    is_infrastructure,
     read_json,
     read_state,
 )
 from patchfleet.runs.ledger import Ledger
+from patchfleet.runs.outputs import summarize, write_prediction, write_predictions
 from patchfleet.runs.progress import RunProgress
 from patchfleet.runs.trajectories import row
 from patchfleet.sandbox.docker import DockerBackend
@@ -56,7 +56,6 @@ from patchfleet.selection.candidates import load_candidates_from_outcomes, merge
 from patchfleet.selection.model import Candidate, Decision
 
 NOT_STARTED = "BudgetExhausted"  # exit status of a trajectory the budget did not allow to start
-DOCKER_ERRORS = frozenset({"NotFound", "APIError", "DockerException", "ConnectionError", "ReadTimeout"})
 
 
 class SelectionFailed(PatchfleetError):
@@ -384,14 +383,6 @@ class TaskRunner:
         return decision
 
 
-def is_infrastructure(error: dict[str, str] | None) -> bool:
-    """An infrastructure failure: our tree says so, or the Docker SDK's own errors escaped it (a container
-    removed under a running trajectory surfaces as docker's NotFound)."""
-    if not error:
-        return False
-    return error.get("kind") == "infrastructure" or error.get("class") in DOCKER_ERRORS
-
-
 def selection_cost(folder: Path) -> float:
     """What the verifier spent on this task in this run (scores read from its cache cost nothing)."""
     scores = read_json(folder / VERIFIER_FILE, {}) or {}
@@ -486,90 +477,3 @@ def majority_select(job: SelectJob) -> Decision:
         reasons=reasons,
         scores={c.id: {"sources": len(c.sources), "size": c.size} for c in ranking},
     )
-
-
-# -- outputs ------------------------------------------------------------------------------------------
-
-
-def write_prediction(
-    layout: RunLayout,
-    instance_id: str,
-    run_name: str,
-    decision: Decision,
-    candidates: list[Candidate],
-    complete: bool,
-) -> dict[str, Any]:
-    """The task's final answer (its presence, with `complete`, marks the task done for resume)."""
-    chosen = next((c for c in candidates if c.id == decision.chosen), None)
-    document = {
-        "instance_id": instance_id,
-        "model_name_or_path": run_name,
-        "model_patch": chosen.patch if chosen else "",
-        "candidate_id": decision.chosen,
-        "policy": decision.policy,
-        "sources": [s.model_dump(mode="json") for s in chosen.sources] if chosen else [],
-        "complete": complete,
-    }
-    write_json_atomic(layout.prediction(instance_id), document)
-    return document
-
-
-def write_predictions(layout: RunLayout, tasks: list[Task]) -> list[dict[str, Any]]:
-    """preds.jsonl (canonical, with the chosen candidate's sources) and preds.json (what sb-cli takes)."""
-    rows = [doc for task in tasks if isinstance(doc := read_json(layout.prediction(task.id)), dict)]
-    write_text_atomic(
-        layout.out / "preds.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    )
-    keep = ("instance_id", "model_name_or_path", "model_patch")
-    write_json_atomic(layout.out / "preds.json", {r["instance_id"]: {k: r[k] for k in keep} for r in rows})
-    return rows
-
-
-def summarize(
-    layout: RunLayout,
-    run_id: str,
-    tasks: list[Task],
-    results: list[TaskResult],
-    budget: Budget,
-    evaluation: dict[str, Any] | None,
-    wall_time: float,
-) -> dict[str, Any]:
-    """Counts from the files: tasks by status, trajectories by outcome with infrastructure failures apart
-    (final ones, and attempts that were retried), costs, and the evaluation's figures."""
-    outcomes: Counter[str] = Counter()
-    agent_failures: Counter[str] = Counter()
-    infra_failures: Counter[str] = Counter()
-    retried: Counter[str] = Counter()
-    for task in tasks:
-        for path in layout.task_dir(task.id).glob("*.traj.json"):
-            state = read_state(path)
-            outcomes[state.exit_status] += 1
-            if is_infrastructure(state.error):
-                infra_failures[state.exit_status] += 1
-            elif state.error_kind in ("agent", "config", "internal"):
-                agent_failures[state.exit_status] += 1
-        for path in layout.attempts_dir(task.id).glob("*.traj.json"):
-            retried[read_state(path).exit_status] += 1
-    summary: dict[str, Any] = {
-        "run_id": run_id,
-        "tasks": len(tasks),
-        "task_status": dict(Counter(r.status for r in results)),
-        "resumed_tasks": sum(r.resumed for r in results),
-        "task_errors": {r.instance_id: r.error for r in results if r.error},
-        "trajectories": dict(outcomes),
-        "agent_failures": dict(agent_failures),
-        "infrastructure_failures": dict(infra_failures),
-        "earlier_attempts": dict(retried),  # killed mid-run ("Running") or infrastructure failures, redone
-        "predictions": sum(1 for r in results if r.status in ("done", "incomplete")),
-        "cost": round(budget.spent, 6),
-        "budget": budget.limit,
-        "wall_time": round(wall_time, 3),
-        "stage_time": {r.instance_id: r.stage_time for r in results if r.stage_time},
-    }
-    if evaluation is not None:
-        summary["evaluation"] = {
-            k: evaluation.get(k)
-            for k in ("resolved_instances", "unresolved_instances", "error_instances", "submitted_instances")
-        }
-        summary["evaluation"]["resolved_ids"] = evaluation.get("resolved_ids")
-    return summary

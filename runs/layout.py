@@ -115,6 +115,18 @@ def read_state(path: Path) -> TrajectoryState:
     )
 
 
+# the Docker SDK's errors that escape our tree (a container removed under a running trajectory: NotFound)
+DOCKER_ERRORS = frozenset({"NotFound", "APIError", "DockerException", "ConnectionError", "ReadTimeout"})
+
+
+def is_infrastructure(error: dict[str, str] | None) -> bool:
+    """An infrastructure failure: our tree says so, or the Docker SDK's own errors escaped it (a container
+    removed under a running trajectory surfaces as docker's NotFound)."""
+    if not error:
+        return False
+    return error.get("kind") == "infrastructure" or error.get("class") in DOCKER_ERRORS
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -97,3 +97,19 @@ def test_batch_fails_before_any_work_with_one_line(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (out / "run.json").exists()
+
+
+def test_candidates_and_models_take_several_values_after_one_flag(tmp_path):
+    dataset = tmp_path / "d.jsonl"
+    row = {"instance_id": "x__y-1", "repo": "x/y", "base_commit": "a" * 40, "problem_statement": "p"}
+    dataset.write_text(json.dumps({**row, "version": "1"}) + "\n")
+    present = tmp_path / "present.jsonl"
+    present.write_text("")
+    argv = [
+        *("batch", "--dataset", str(dataset), "--out", str(tmp_path / "out")),
+        *("--candidates", str(present), str(tmp_path / "missing.jsonl")),
+        *("--models", "openai/gpt-4o", "openai/gpt-4o-mini", "--samples", "2"),
+    ]
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "300", "OPENAI_API_KEY": "dummy"})
+    assert result.exit_code == 2, result.output
+    assert f"--candidates {tmp_path / 'missing.jsonl'}: no such file" in result.output
