@@ -26,7 +26,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from patchfleet.data.recipes import PACKAGES_AS_OF, spec_for
+from patchfleet.data.recipes import PACKAGES_AS_OF, PACKAGES_AS_OF_BY_VERSION, packages_as_of, spec_for
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HEADER = re.compile(r"platform linux -- Python ([0-9.]+), pytest-([0-9.]+), pluggy-([0-9.]+)")
@@ -116,7 +116,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cutoff", default=PACKAGES_AS_OF, help="the cut-off to compare (default: ours)")
+    parser.add_argument(
+        "--cutoff",
+        default=None,
+        help="one cut-off to compare (default: ours, recipes.packages_as_of per repo/version)",
+    )
     args = parser.parse_args()
 
     rows = {
@@ -138,6 +142,7 @@ def main() -> None:
     for instance_id, found in sorted(per_instance.items()):
         row = rows[instance_id]
         spec = spec_for(row["repo"], row["version"])
+        cutoff = args.cutoff or packages_as_of(row["repo"], row["version"])
         text = texts[instance_id]
         entries: dict[str, Any] = {}
         for name, versions in sorted(found.items()):
@@ -170,7 +175,7 @@ def main() -> None:
             if free and entry["next_release"]:
                 before = min(before or entry["next_release"], entry["next_release"])
             if free:
-                entry["ours_as_of_cutoff"] = ours = as_of(dates[name], args.cutoff)
+                entry["ours_as_of_cutoff"] = ours = as_of(dates[name], cutoff)
                 if ours and ours != entry["observed"]:
                     differ.setdefault(instance_id, []).append(
                         f"{name} {entry['observed']} official vs {ours} ours"
@@ -182,16 +187,17 @@ def main() -> None:
             "packages": entries,
             "built_not_before": not_before,
             "built_before": before,
+            "cutoff": cutoff,
         }
     windows = [(v["built_not_before"], v["built_before"]) for v in instances.values()]
     outside = sorted(
         i
         for i, v in instances.items()
-        if (v["built_before"] and v["built_before"] <= args.cutoff)
-        or (v["built_not_before"] and v["built_not_before"] > args.cutoff)
+        if (v["built_before"] and v["built_before"] <= v["cutoff"])
+        or (v["built_not_before"] and v["built_not_before"] > v["cutoff"])
     )
     # how many build windows each candidate cut-off falls in (an instance without a window counts for all)
-    candidates = sorted({args.cutoff, *CANDIDATE_CUTOFFS})
+    candidates = sorted({args.cutoff or PACKAGES_AS_OF, *CANDIDATE_CUTOFFS})
     fits = {
         cutoff: sum(
             (not v["built_not_before"] or v["built_not_before"] < cutoff)
@@ -200,13 +206,19 @@ def main() -> None:
         )
         for cutoff in candidates
     }
+    if args.cutoff is None:  # ours: the default and the per-(repo, version) overrides
+        fits["ours, per repo/version"] = len(instances) - len(outside)
+    described = args.cutoff or (
+        f"{PACKAGES_AS_OF}, "
+        + ", ".join(f"{r} {v}: {c}" for (r, v), c in sorted(PACKAGES_AS_OF_BY_VERSION.items()))
+    )
     result = {
         "benchmark": "official_env_versions",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "compared": "versions printed in official images (mini-swe-agent trajectories) vs what pip "
-        f"--uploaded-prior-to={args.cutoff} resolves for the packages no pin holds back",
-        "cutoff": args.cutoff,
+        f"--uploaded-prior-to resolves (cut-off {described}) for the packages no pin holds back",
+        "cutoff": described,
         "instances_with_evidence": len(instances),
         "instances_whose_build_window_excludes_cutoff": outside,
         "instances_with_unpinned_versions_that_differ": differ,
@@ -218,7 +230,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{len(instances)} instances with versions printed in official images; cut-off {args.cutoff}")
+    print(f"{len(instances)} instances with versions printed in official images; cut-off {described}")
     print(f"{'instance':34} {'built not before':22} {'built before':22} differs from ours")
     for instance_id, value in instances.items():
         print(
