@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import posixpath
 import re
 import shlex
@@ -33,6 +34,8 @@ from patchfleet.errors import DataError, SandboxError
 from patchfleet.sandbox.base import REPO_DIR
 from patchfleet.selection.model import Candidate, Contract, TestCase, TestKind
 from patchfleet.selection.shellwords import Command, Pipeline, parse
+
+log = logging.getLogger(__name__)
 
 HARVEST_TIMEOUT = 60.0
 CANDIDATE_TEST_TIMEOUT = 300.0
@@ -114,6 +117,38 @@ def harvest_from_trajectory(
         )
         tests.setdefault(test.id, test)
     ranked = sorted(tests.values(), key=lambda t: not _REPRO_NAME.search(t.command))  # stable
+    return ranked[:max_tests] if max_tests is not None else ranked
+
+
+def trajectory_files(folders: Iterable[str | Path], instance_id: str) -> list[Path]:
+    """An instance's trajectory files in folders laid out as `<id>.traj.json` (mini-swe-agent,
+    ../shared/data/trajectories) or `<id>/<i>.traj.json` (`patchfleet trajectories`)."""
+    found: list[Path] = []
+    for folder in map(Path, folders):
+        single = folder / f"{instance_id}.traj.json"
+        if single.is_file():
+            found.append(single)
+        nested = folder / instance_id
+        if nested.is_dir():
+            found += sorted(nested.glob("*.traj.json"), key=lambda p: (len(p.name), p.name))
+    return found
+
+
+def harvest_from_trajectories(
+    paths: Iterable[str | Path], instance_id: str, *, max_tests: int | None = None
+) -> list[TestCase]:
+    """Harvested tests of several trajectories of one instance, without duplicates (same files and
+    command), reproduction scripts first; a file that cannot be read is skipped and named in the log."""
+    tests: dict[str, TestCase] = {}
+    for path in paths:
+        try:
+            harvested = harvest_from_trajectory(path, instance_id)
+        except DataError as exc:
+            log.warning("skipping trajectory: %s", exc)
+            continue
+        for test in harvested:
+            tests.setdefault(test.id, test)
+    ranked = sorted(tests.values(), key=lambda t: not _REPRO_NAME.search(t.command))
     return ranked[:max_tests] if max_tests is not None else ranked
 
 

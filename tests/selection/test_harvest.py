@@ -11,8 +11,10 @@ from patchfleet.selection.harvest import (
     apply_section,
     changed_tests,
     harvest_from_candidates,
+    harvest_from_trajectories,
     harvest_from_trajectory,
     repo_packages,
+    trajectory_files,
 )
 from patchfleet.selection.model import Candidate, Contract, TestKind
 from patchfleet.selection.shellwords import parse
@@ -175,6 +177,24 @@ def test_our_tool_call_trajectories_and_swe_agent_trajectories(tmp_path: Path) -
         },
         "cd /testbed && python other.py": {"/testbed/other.py": "import calc\nprint(0)\n"},
     }
+
+
+def test_an_instance_s_trajectories_in_both_layouts_are_harvested_together(tmp_path: Path) -> None:
+    script = [("cat <<'EOF' > reproduce.py\nimport calc\nEOF", 0), ("python reproduce.py", 0)]
+    mini = mini_trajectory(tmp_path, script)  # <folder>/<id>.traj.json
+    ours = tmp_path / "runs" / "calc__calc-1"
+    ours.mkdir(parents=True)
+    mini.rename(tmp_path / "calc__calc-1.traj.json")
+    for index in (0, 1, 10):
+        (ours / f"{index}.traj.json").write_text((tmp_path / "calc__calc-1.traj.json").read_text())
+    (ours / "2.traj.json").write_text("{not json")
+    paths = trajectory_files([tmp_path, tmp_path / "runs"], "calc__calc-1")
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "calc__calc-1.traj.json",
+        *(f"runs/calc__calc-1/{i}.traj.json" for i in (0, 1, 2, 10)),
+    ]
+    [test] = harvest_from_trajectories(paths, "calc__calc-1")  # the same script five times, one unreadable
+    assert test.files == {"/testbed/reproduce.py": "import calc\n"}
 
 
 def test_repo_packages_come_from_the_id_and_the_modified_files() -> None:
