@@ -4,6 +4,9 @@ litellm client, real images and sandboxes, selection, the hidden-test evaluation
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import litellm
@@ -35,6 +38,7 @@ def test_bundled_repository_and_scripted_server(tmp_path: Path, run_git) -> None
 
 
 @pytest.mark.docker
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(tmp_path: Path, base_image) -> None:
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--no-pull"], env={"COLUMNS": "200"})
@@ -68,3 +72,31 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path, base_image) -> None:
     assert all(evaluation[d["chosen"]] for d in stored["others"].values())
     html = (run / "report.html").read_text()
     assert "SCRIPTED" in html and html.count('<svg class="plot"') == 3 and "resolved 1 / 1" in html
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_builds_a_wheel_that_carries_the_demo(tmp_path: Path, run_git) -> None:
+    """What a fresh clone installs: the committed tree only, with the demo's repository, issue and hidden
+    test, the report template and the prompts as package data (not just files lying in this checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    run_git(tmp_path, "clone", "-q", str(root), str(clone))
+    # as pip installs it: an isolated build with the build backend pyproject.toml names
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", "dist", str(clone)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("patchfleet-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"patchfleet/runs/demo_assets/repo/{name}.txt" for name in demo_files()}
+    expected |= {
+        "patchfleet/runs/demo_assets/issue.md.txt",
+        "patchfleet/runs/demo_assets/hidden_test.py.txt",
+        "patchfleet/runs/templates/report.html.j2",
+        "patchfleet/agent/config/default.yaml",
+        "patchfleet/agent/config/test_writer.yaml",
+        "patchfleet/runs/demo.py",
+        "patchfleet/runs/demo_server.py",
+    }
+    assert expected <= names, sorted(expected - names)
