@@ -121,9 +121,12 @@ def resolve_repo(location: str, workdir: Path) -> ResolvedRepo:
     path = Path(location).expanduser()
     checkout = workdir / "checkout"
     if path.exists():
-        path = path.resolve()
-        if not (path / ".git").exists():
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True, timeout=60
+        )
+        if not path.is_dir() or top.returncode != 0:
             raise ConfigError(f"{location} is not a git repository (patchfleet fixes a commit of one)")
+        path = Path(top.stdout.strip()).resolve()  # a folder inside a repository means that repository
         commit = _git_out(path, "rev-parse", "HEAD")
         materialize_from(str(path), commit, checkout)
         dirty = bool(_git_out(path, "status", "--porcelain", "--untracked-files=no"))

@@ -159,6 +159,12 @@ def test_clone_url_resolves_to_its_head(tmp_path: Path, run_git) -> None:
     assert (resolved.checkout / "calc.py").read_text() == CALC
     with pytest.raises(ConfigError, match="neither an existing path nor a clone URL"):
         resolve_repo(str(tmp_path / "missing"), tmp_path / "work2")
+    (repo / "pkg").mkdir()
+    inside = resolve_repo(str(repo / "pkg"), tmp_path / "work3")  # a folder inside means the repository
+    assert inside.local == repo.resolve() and inside.commit == resolved.commit
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ConfigError, match="is not a git repository"):
+        resolve_repo(str(tmp_path / "plain"), tmp_path / "work4")
 
 
 # -- the command ---------------------------------------------------------------------------------------
