@@ -506,6 +506,29 @@ from patchfleet.runs.select_command import select as _select_command  # noqa: E4
 
 app.command("select", cls=_SelectCommand)(_select_command)
 
+ledger_app = typer.Typer(help="The SQL ledger of batch runs (an index of their files).", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(
+    out: Annotated[Path, typer.Argument(help="a batch run folder")],
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the folder)")] = None,
+) -> None:
+    """Rebuild a run's ledger from its files (after a lost database, or into a shared one)."""
+    from patchfleet.runs.ledger import rebuild_run
+
+    try:
+        found = rebuild_run(out, db)
+    except PatchfleetError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"run {found['run_id']}: {found['tasks']} task(s), trajectories {found['trajectories']}, "
+        f"cost ${found['cost']:.4f} in {found['ledger']}",
+        highlight=False,
+    )
+
+
 # The GitHub Action bot; its logic lives in runs/github (the command module imports only typer at load).
 from patchfleet.runs.github.command import bot as _bot_command  # noqa: E402
 

@@ -333,3 +333,20 @@ def _safe(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (SQLAlchemyError, ValueError):
         return "<unparsable URL>"
+
+
+def rebuild_run(out_dir: Path, url: str | None = None) -> dict[str, Any]:
+    """`patchfleet ledger rebuild`: index a run folder into `url` (default: its own SQLite file) from the
+    files alone; returns what the ledger then holds."""
+    if not RunLayout(out_dir).run_file.is_file():
+        raise DataError(f"{out_dir}: not a patchfleet run folder (no run.json)")
+    url = url or f"sqlite:///{(out_dir / 'ledger.sqlite').resolve()}"
+    with Ledger(url) as ledger:
+        run_id = ledger.rebuild(out_dir)
+        return {
+            "run_id": run_id,
+            "ledger": _safe(url),
+            "tasks": len(ledger.rows(tasks, run_id)),
+            "trajectories": ledger.counts(run_id),
+            "cost": ledger.total_cost(run_id),
+        }

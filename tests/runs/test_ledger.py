@@ -158,3 +158,19 @@ def test_a_bad_url_is_a_config_error():
 
     with pytest.raises(ConfigError, match="cannot open the ledger"):
         Ledger("nosuchdialect://x")
+
+
+def test_the_ledger_command_rebuilds_a_run_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from patchfleet.runs.cli import app
+
+    out = tmp_path / "run"
+    make_run(out)
+    result = CliRunner().invoke(app, ["ledger", "rebuild", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "run r1: 3 task(s)" in result.output and "cost $0.9375" in result.output
+    with Ledger(f"sqlite:///{out / 'ledger.sqlite'}") as ledger:
+        assert ledger.counts("r1") == {"Submitted": 1, "LimitsExceeded": 1, "Running": 1}
+    missing = CliRunner().invoke(app, ["ledger", "rebuild", str(tmp_path / "nope")], env={"COLUMNS": "200"})
+    assert missing.exit_code == 2 and "not a patchfleet run folder" in missing.output
