@@ -142,6 +142,45 @@ def collect(args: argparse.Namespace, tasks: list[Task], candidates: dict[str, l
         print(f"exported {cache.export(args.export_cells)} cells to {args.export_cells}")
 
 
+# -- export / import of the stored inputs (what `score` reads), so another machine continues -----------
+
+STORED = ("candidates.json", "tests.json", "matrix.jsonl", "verifier.json", "decision.json")
+
+
+def export_inputs(work: Path, path: Path) -> int:
+    """Every finished instance's stored selection files as one gzipped JSONL line each."""
+    import gzip
+
+    lines = []
+    for folder in sorted((work / "selection").glob("*")):
+        if (folder / "decision.json").exists():
+            files = {name: (folder / name).read_text() for name in STORED if (folder / name).exists()}
+            lines.append(json.dumps({"instance_id": folder.name, "files": files}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def import_inputs(path: Path, work: Path) -> int:
+    """Restore exported instances that this work folder does not have yet (finished work is kept)."""
+    import gzip
+
+    added = 0
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            entry = json.loads(line)
+            folder = work / "selection" / entry["instance_id"]
+            if (folder / "decision.json").exists():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, text in entry["files"].items():
+                if name in STORED:
+                    (folder / name).write_text(text)
+            added += 1
+    return added
+
+
 # -- score ---------------------------------------------------------------------------------------------
 
 
@@ -200,11 +239,17 @@ def score(
         return round(100 * sum(values) / n, 2)
 
     per_submission = {s: rate(float(verdicts.get((s, i), False)) for i in ids) for s in submissions}
-    best = max(per_submission, key=per_submission.get)
+    # the best submission over the whole dev split (as the data README names it), and, on a subset, the
+    # one that happens to be best on it (an optimistic baseline: chosen after seeing the verdicts)
+    dev = read_ids(DATA / "splits" / "dev_ids.txt")
+    overall = max(submissions, key=lambda s: sum(verdicts.get((s, i), False) for i in dev))
+    posthoc = max(per_submission, key=per_submission.get)
     table = {
         "oracle": rate(oracle_value(stored[i], verdicts) for i in ids),
-        "best_single": per_submission[best],
-        "best_single_submission": best,
+        "best_single": per_submission[overall],
+        "best_single_submission": overall,
+        "best_single_on_these_instances": per_submission[posthoc],
+        "best_single_on_these_instances_submission": posthoc,
         "random_pick": rate(random_value(stored[i], verdicts) for i in ids),
         "majority_normalised_text": rate(majority_value(stored[i], verdicts) for i in ids),
     }
@@ -303,7 +348,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--import-cells", type=Path)
     parser.add_argument("--export-cells", type=Path)
+    parser.add_argument("--import-inputs", type=Path, help="finished instances exported by --export-inputs")
+    parser.add_argument(
+        "--export-inputs", type=Path, help="write finished instances' stored inputs (gz JSONL)"
+    )
     args = parser.parse_args()
+    if args.import_inputs:
+        print(f"imported {import_inputs(args.import_inputs, args.work)} finished instance(s)")
 
     ids = args.instance_ids or read_ids(DATA / "splits" / "dev_ids.txt")
     tasks = round_robin(load_tasks(DATA / "swebench_verified.jsonl", ids).tasks)
@@ -313,6 +364,8 @@ def main() -> None:
         if not args.mirrors:
             sys.exit("--mirrors (or PATCHFLEET_MIRRORS) is needed to collect")
         collect(args, tasks, loaded.candidates)
+    if args.export_inputs:
+        print(f"exported {export_inputs(args.work, args.export_inputs)} finished instance(s)")
     if args.phase in ("score", "both"):
         verdicts = official_verdicts(DATA / "candidates_dev.jsonl")
         result = score(args, [t.id for t in tasks], submissions, verdicts)
