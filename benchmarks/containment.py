@@ -247,14 +247,27 @@ def host_reserve(b: Bench) -> Row:
 
 
 def egress(b: Bench, network: Network) -> Row:
-    """Reach the internet (deb.debian.org:80) and a service on the host's loopback."""
-    listener = socket.socket()
+    """Reach the internet (deb.debian.org:80), a service on the host's loopback, and one the host serves on
+    all interfaces, through the sandbox's default gateway (the host, on a bridge)."""
+    listener, everywhere = socket.socket(), socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    port = listener.getsockname()[1]
+    everywhere.bind(("0.0.0.0", 0))
+    for sock in (listener, everywhere):
+        sock.listen(8)
+    port, wide_port = listener.getsockname()[1], everywhere.getsockname()[1]
     probe = textwrap.dedent(f"""
-        import socket
-        for name, addr in (("internet", ("deb.debian.org", 80)), ("host loopback", ("127.0.0.1", {port}))):
+        import socket, struct
+        gateway = None
+        for line in open("/proc/net/route").read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == "00000000":
+                gateway = socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
+        targets = [("internet", ("deb.debian.org", 80)), ("host loopback", ("127.0.0.1", {port}))]
+        if gateway and gateway != "0.0.0.0":
+            targets.append(("host via the gateway", (gateway, {wide_port})))
+        else:
+            print("host via the gateway: no route")
+        for name, addr in targets:
             try:
                 socket.create_connection(addr, timeout=3).close()
                 print(name, "reached")
@@ -275,6 +288,7 @@ def egress(b: Bench, network: Network) -> Row:
         result, took = timed(lambda: sandbox.exec("python3 /tmp/probe.py", timeout=30))
     finally:
         listener.close()
+        everywhere.close()
     lines = result.output.strip().replace("\n", "; ")
     loopback = "host loopback reached" in result.output
     internet = "internet reached" in result.output

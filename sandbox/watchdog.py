@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, NotFound
+import requests
+from docker.errors import DockerException
 
 from patchfleet.errors import SandboxResourceError
 from patchfleet.sandbox.limits import human
 
 DEFAULT_INTERVAL = 1.0
 DU_TIMEOUT = 60.0
+# what one round may meet and survive: du failing or slow, the engine gone for a moment
+ROUND_ERRORS = (OSError, subprocess.SubprocessError, requests.RequestException, DockerException)
 
 
 @dataclass
@@ -105,6 +108,7 @@ class DiskWatchdog:
         self._thread: threading.Thread | None = None
         self.ticks = 0
         self.last_tick_s = 0.0  # how long the last measurement took
+        self.last_error: Exception | None = None  # of the last round that failed (the next one retries)
 
     def watch(self, watched: Watched) -> None:
         with self._guard:
@@ -124,7 +128,10 @@ class DiskWatchdog:
                     self._thread = None  # the next watch() starts a fresh thread
                     return
             started = time.monotonic()
-            self.check()
+            try:
+                self.check()
+            except ROUND_ERRORS as exc:  # the thread must outlive one bad round, or nothing is enforced
+                self.last_error = exc
             self.last_tick_s = time.monotonic() - started
             self.ticks += 1
             self._wake.wait(max(self.interval - self.last_tick_s, 0.05))
@@ -180,7 +187,7 @@ class DiskWatchdog:
         """The writable layer's size from the engine: for remote engines, where no path is visible."""
         try:
             return int(self.client.api.inspect_container(w.container.id, size=True).get("SizeRw") or 0)
-        except (NotFound, APIError):
+        except ROUND_ERRORS:
             return w.used
 
     def _stop(self, w: Watched, error: SandboxResourceError) -> None:
@@ -188,7 +195,7 @@ class DiskWatchdog:
         for action in (w.container.kill, lambda: w.container.remove(force=True)):
             try:
                 action()
-            except (NotFound, APIError):
-                continue  # gone or already stopping: removal below or close() finishes the job
+            except ROUND_ERRORS:
+                continue  # gone, already stopping, or the engine is away: close() finishes the job
         w.removed.set()
         self.unwatch(w.container.id)
