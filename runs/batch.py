@@ -26,6 +26,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
 
+from patchfleet.agent.config import ModelConfig, ReplayModelConfig
 from patchfleet.agent.loop import ErrorInfo
 from patchfleet.agent.model import Limiter, Model, Reply
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
@@ -302,9 +303,10 @@ class TaskRunner:
 
     # -- trajectories -------------------------------------------------------------------------------
     def _trajectories(self, task: Task, image: str, env: dict[str, str]) -> list[TrajectoryOutcome]:
-        workers = self.config.parallel.max_workers or len(self.specs)
+        specs = task_plan(self.config, task.id)
+        workers = self.config.parallel.max_workers or len(specs)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trajectory") as pool:
-            outcomes = list(pool.map(lambda spec: self._trajectory(task, image, env, spec), self.specs))
+            outcomes = list(pool.map(lambda spec: self._trajectory(task, image, env, spec), specs))
         document = {"instance_id": task.id, "image": image, "trajectories": [row(o) for o in outcomes]}
         write_json_atomic(self.layout.task_dir(task.id) / OUTCOMES_FILE, document)
         return outcomes
@@ -381,6 +383,20 @@ class TaskRunner:
         if not (folder / DECISION_FILE).exists():
             write_json_atomic(folder / DECISION_FILE, decision.model_dump(mode="json"))
         return decision
+
+
+def task_plan(config: RunConfig, instance_id: str) -> list[TrajectorySpec]:
+    """The task's trajectory specs; a replay model's path may name `{instance_id}` (one recording per
+    task, e.g. `.../trajectories/<run>/{instance_id}.traj.json`)."""
+    agent = config.agent.model_copy(update={"model": for_task(config.agent.model, instance_id)})
+    models = [for_task(m, instance_id) for m in config.parallel.models]
+    return plan(agent, config.parallel.model_copy(update={"models": models}))
+
+
+def for_task(model: ModelConfig | None, instance_id: str) -> Any:
+    if isinstance(model, ReplayModelConfig) and "{instance_id}" in str(model.path):
+        return model.model_copy(update={"path": Path(str(model.path).replace("{instance_id}", instance_id))})
+    return model
 
 
 def selection_cost(folder: Path) -> float:

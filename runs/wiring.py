@@ -9,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from patchfleet.agent.preflight import check_model
 from patchfleet.data.loaders import load_predictions, load_tasks
 from patchfleet.data.recipes import load_specs, recipe_for
 from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder, RepoSource
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError
-from patchfleet.runs.batch import SelectionFailed, SelectJob, Selector, Services, run_batch
+from patchfleet.runs.batch import SelectionFailed, SelectJob, Selector, Services, run_batch, task_plan
 from patchfleet.runs.config import RunConfig, model_shorthands
 from patchfleet.runs.progress import RunProgress
-from patchfleet.runs.trajectories import check_models
 from patchfleet.sandbox.base import Network
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.official import OfficialImages
@@ -175,7 +175,17 @@ def run(
         connect(config.ray_address)  # an unreachable cluster fails here, before any work
     config.selection.check()
     tasks, eval_specs = load_run_tasks(config, warn)
-    check_models(config.agent, config.parallel)
+    if config.agent.model is None and not config.parallel.models:
+        raise ConfigError(
+            "no model configured: pass --model (and --api-base), or set agent.model in --config"
+        )
+    checked: set[str] = set()
+    for task in tasks:  # per task: a replay model may name one recording per task
+        for spec in task_plan(config, task.id):
+            key = spec.model.model_dump_json()
+            if key not in checked:
+                checked.add(key)
+                check_model(spec.model)
     others = other_candidates(config, warn)
     services = build_services(config, select=select, progress=progress, log=warn)
     return run_batch(config, tasks, eval_specs, services, other_candidates=others)

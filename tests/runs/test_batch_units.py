@@ -156,3 +156,19 @@ def test_one_process_per_run_folder(tmp_path):
     run = config(tmp_path)
     with run_lock(run.outputs.dir), pytest.raises(ConfigError, match="another patchfleet batch is running"):
         run_batch(run, tasks("a-1"), {}, services(tmp_path, HostBackend(tmp_path)))
+
+
+def test_a_replay_model_names_one_recording_per_task(tmp_path):
+    recordings = tmp_path / "recorded"
+    recordings.mkdir()
+    for instance_id, fix in (("a-1", "s/a - b/a + b/"), ("a-2", "s/a - b/b + a/")):
+        turns = [f"THOUGHT: fix\n\n```bash\nsed -i '{fix}' calc.py\n```", FIX[2]]
+        messages = [{"role": "assistant", "content": t} for t in turns]
+        (recordings / f"{instance_id}.traj.json").write_text(json.dumps({"messages": messages, "info": {}}))
+    template = recordings / "{instance_id}.traj.json"
+    run = config(tmp_path, f"agent.model={{type: replay, path: '{template}'}}", "parallel.n=1")
+    summary = run_batch(run, tasks("a-1", "a-2"), {}, services(tmp_path, HostBackend(tmp_path)))
+    assert summary["trajectories"] == {"Submitted": 2}
+    preds = json.loads((run.outputs.dir / "preds.json").read_text())
+    assert "+    return a + b" in preds["a-1"]["model_patch"]
+    assert "+    return b + a" in preds["a-2"]["model_patch"]
