@@ -120,7 +120,9 @@ class DockerBackend:
         with self._setup_guard:
             if self._reap_pending:
                 self._reap_pending = False
-                self.reaped = reaper.prune(self.client)
+                # best effort: a failed clean-up must not stop this run; the next one tries again
+                with contextlib.suppress(*ENGINE_ERRORS):
+                    self.reaped = reaper.prune(self.client)
             if self._watchdog is None:
                 try:
                     info = self.client.info()
