@@ -29,6 +29,7 @@ class DockerConfig(BaseModel):
     allow_pull: bool = True  # try a registry before building base images locally
     # Containment (sandbox/limits.py, sandbox/watchdog.py); sizes in Docker's notation, "0" for none.
     disk: str | None = "4g"  # what one sandbox may write (writable layer, /tmp, volumes)
+    files: int | None = 1_000_000  # files one sandbox may create (inodes run out before bytes do)
     host_reserve: str | None = "2g"  # free space on Docker's disk below which the biggest writer stops
     min_free_disk: str | None = "10g"  # free space an image layer needs before its build starts
     watchdog_interval: float = 1.0  # seconds between disk measurements where the driver cannot cap
@@ -47,6 +48,7 @@ class DockerConfig(BaseModel):
             max_concurrent_starts=self.max_concurrent_starts,
             trust=trust,
             disk=self.disk,
+            files=self.files,
             host_reserve=self.host_reserve,
             min_free_disk=self.min_free_disk,
             watchdog_interval=self.watchdog_interval,

@@ -56,6 +56,7 @@ LOST_SERVER_EXIT = 255
 DEFAULT_DISK = "4g"
 DEFAULT_HOST_RESERVE = "2g"
 DEFAULT_MIN_FREE_DISK = "10g"
+DEFAULT_FILES = 1_000_000  # a pip-installed scientific stack is ~50,000; inodes run out before bytes do
 # Drivers that enforce `--storage-opt size` (overlay2 only on xfs mounted with pquota: tried, and
 # dropped for the watchdog if the engine refuses).
 QUOTA_DRIVERS = frozenset({"btrfs", "zfs", "devicemapper", "windowsfilter"})
@@ -93,10 +94,12 @@ class DockerBackend:
         capabilities: tuple[str, ...] = CAPABILITIES,
         reap_leaked: bool = True,
         allow_host_network: bool = False,
+        files: int | None = DEFAULT_FILES,
     ) -> None:
         self.client = client or engine.connect()
         self.trust = trust or HostTrust()
         self.disk = disk  # the budget of specs that name none
+        self.files = files  # files one sandbox may create (None: no budget)
         self.min_free_disk = min_free_disk  # for the image builders on this backend
         self.capabilities = capabilities
         self.allow_host_network = allow_host_network
@@ -173,7 +176,9 @@ class DockerBackend:
             sandbox.withheld_env = withheld
             try:
                 container.reload()  # the start fills in the paths of /etc/hosts and friends
-                sandbox.watched = Watched(container, None if quota else limit, host_paths(container.attrs))
+                sandbox.watched = Watched(
+                    container, None if quota else limit, host_paths(container.attrs), files_limit=self.files
+                )
                 self.watchdog.watch(sandbox.watched)
                 sandbox.connect()
             except BaseException:

@@ -41,7 +41,9 @@ class Watched:
     container: Any
     limit: int | None  # bytes; None: only the host reserve applies
     paths: tuple[str, ...]  # host directories holding its writes; empty: ask the engine (slow)
+    files_limit: int | None = None  # files and directories it may create (inodes are finite too)
     used: int = 0
+    files: int = 0
     violation: SandboxResourceError | None = None  # set before the container is killed
     removed: threading.Event = field(default_factory=threading.Event)  # set once it is gone
 
@@ -68,12 +70,13 @@ def host_paths(attrs: dict[str, Any]) -> tuple[str, ...]:
     return tuple(path for path in candidates if Path(path).is_dir())
 
 
-def measure(paths: list[str]) -> dict[str, int]:
-    """Bytes allocated under each path, by one `du` (a path that vanished meanwhile is left out)."""
+def measure(paths: list[str], *, inodes: bool = False) -> dict[str, int]:
+    """Bytes allocated (or, with `inodes`, files and directories) under each path, by one `du`; a path
+    that vanished meanwhile is left out."""
     if not paths:
         return {}
     done = subprocess.run(
-        ["du", "-s", "-x", "-B1", "--", *paths],
+        ["du", "-s", "-x", "--inodes" if inodes else "-B1", "--", *paths],
         capture_output=True,
         text=True,
         timeout=DU_TIMEOUT,
@@ -144,11 +147,28 @@ class DiskWatchdog:
             return
         local = [w for w in watched if w.paths]
         sizes = measure([p for w in local for p in w.paths])
+        counted = [w for w in local if w.files_limit is not None]
+        # a second pass over the same trees: cheap, their entries are in the kernel's cache by now
+        inodes = measure([p for w in counted for p in w.paths], inodes=True)
         for w in watched:
             if w.paths:
                 w.used = sum(sizes.get(p, 0) for p in w.paths)
             else:
                 w.used = self._engine_size(w)
+            if w.files_limit is not None and w.paths:
+                w.files = sum(inodes.get(p, 0) for p in w.paths)
+                if w.files > w.files_limit:
+                    self._stop(
+                        w,
+                        SandboxResourceError(
+                            f"sandbox {w.container.short_id} created {w.files:,} files, over its budget "
+                            f"of {w.files_limit:,} (DockerConfig.files); it was stopped and removed",
+                            budget="files",
+                            limit=w.files_limit,
+                            used=w.files,
+                        ),
+                    )
+                    continue
             if w.limit is not None and w.used > w.limit:
                 self._stop(
                     w,

@@ -144,6 +144,20 @@ def test_disk_fill_over_the_budget_stops_the_command_and_the_sandbox(docker_back
         sandbox.close()
 
 
+def test_an_inode_bomb_over_the_file_budget_is_stopped(base_image):
+    from patchfleet.sandbox.docker import DockerBackend
+
+    backend = DockerBackend(files=3000, watchdog_interval=0.2, reap_leaked=False)
+    sandbox = backend.start(SandboxSpec(image=base_image, labels={"role": "test"}, workdir="/tmp"))
+    try:
+        with pytest.raises(SandboxResourceError) as info:  # unchecked, 200,000 empty files and a result
+            sandbox.exec("mkdir -p /tmp/many && cd /tmp/many && seq 200000 | xargs touch", timeout=600)
+        assert info.value.budget == "files" and info.value.used > 3000
+        assert "over its budget of 3,000" in str(info.value)
+    finally:
+        sandbox.close()
+
+
 def test_tmpfs_tmp_runs_out_of_space_and_the_sandbox_survives(sandbox_factory, base_image):
     sandbox = sandbox_factory(base_image, workdir="/", tmp_size="32m")
     result = sandbox.exec("dd if=/dev/zero of=/tmp/fill bs=1M count=100")
