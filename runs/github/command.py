@@ -16,15 +16,14 @@ import typer
 
 from patchfleet.errors import ConfigError, PatchfleetError
 
-# TODO(lead, runs/fix): the bot calls `patchfleet.runs.fix.bot_fix` when that module defines it:
+# The contract with `patchfleet fix` (runs/fix.py): the bot calls, when that module defines it,
 #     bot_fix(repo_path: Path, issue_title: str, issue_body: str, *, model: str | None, samples: int,
-#             policy: str | None, budget: float | None, overrides: tuple[str, ...] = ())
-#         -> patchfleet.runs.github.bot.FixResult
-# (`overrides` are dotted agent-config settings such as model.api_base="..."; `out_dir=` is passed too when
-# `--out` is given)
-# (patch = the chosen diff against the checkout's HEAD, summary, rationale Markdown with the tests written,
-# how each candidate fared, verifier scores and the decision, cost in dollars, outcome "patched" or why not).
-# Until then the bot reports on the issue that `patchfleet fix` is not available yet.
+#             policy: str | None, budget: float | None, overrides: tuple[str, ...] = (),
+#             out_dir: Path | None = None) -> patchfleet.runs.github.bot.FixResult
+# `overrides` are dotted RunConfig keys (agent.model.api_base="...", agent.limits.step_limit=50); the result
+# carries the chosen diff against the checkout's HEAD, a summary, the rationale (tests, candidates, verifier
+# scores, decision), the cost in dollars and outcome "patched" or why not. Without it, the bot says on the
+# issue that `patchfleet fix` is not available.
 FIX_MODULE = "patchfleet.runs.fix"
 FIX_FUNCTION = "bot_fix"
 
@@ -89,7 +88,7 @@ def bot(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="dotted agent-config override, e.g. limits.step_limit=50"),
+        typer.Option("--set", help="dotted run-config override, e.g. agent.limits.step_limit=50"),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="the fix's run folder (trajectories, report); default a temp dir")
@@ -120,7 +119,7 @@ def bot(
         if not repo:
             raise ConfigError("no repository: set GITHUB_REPOSITORY or --repo")
         payload = load_event(event_path)
-        overrides = ([f"model.api_base={json.dumps(api_base)}"] if api_base else []) + list(set_ or [])
+        overrides = ([f"agent.model.api_base={json.dumps(api_base)}"] if api_base else []) + list(set_ or [])
         options = {"model": model, "samples": samples, "policy": policy, "budget": budget}
         options.update(overrides=tuple(overrides), **({"out_dir": out} if out else {}))
         fix_function = load_fix(fix, **options)

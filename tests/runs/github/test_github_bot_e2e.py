@@ -73,7 +73,7 @@ def test_labelled_issue_to_draft_pr_with_the_real_fix_and_no_secret_anywhere(
             [
                 *("bot", "--repo-path", str(work), "--remote", str(remote), "--out", str(out)),
                 *("--model", "openai/fake-model", "--api-base", server.base_url, "--samples", "2"),
-                *("--set", "model.pricing.mode=free", "--set", "limits.step_limit=6"),
+                *("--set", "agent.model.pricing.mode=free", "--set", "agent.limits.step_limit=6"),
             ],
             catch_exceptions=False,
         )
