@@ -390,7 +390,7 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
                 "temperature": row.get("temperature"),
                 "model": row.get("model", ""),
                 "candidate": task.candidate_of(row),
-                "error": (row.get("error") or {}).get("message", ""),
+                "error": (row.get("error") or {}).get("message", "") or _limit(row),
                 "link": _link(run.folder, row.get("trajectory")),
             }
         )
@@ -408,6 +408,17 @@ def task_rows(run: RunView, task: TaskView) -> dict[str, Any]:
             else task.resolved.get(chosen, False)
         ),
     }
+
+
+def _limit(row: dict[str, Any]) -> str:
+    """Which limit ended a trajectory that stopped without an error (steps, cost, format errors, ...)."""
+    if row.get("exit_status") != "LimitsExceeded" or not row.get("trajectory"):
+        return ""
+    try:
+        info = json.loads(Path(row["trajectory"]).read_text()).get("info", {})
+    except (OSError, json.JSONDecodeError):
+        return ""
+    return f"limit: {info['limit']}" if info.get("limit") else ""
 
 
 def _link(folder: Path, path: str | None) -> str | None:
