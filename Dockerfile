@@ -39,5 +39,8 @@ COPY . .
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
  && rm -rf /opt/patchfleet/tests /opt/patchfleet/benchmarks /opt/patchfleet/extra-ca.crt
 ENV PATH=/opt/venv/bin:$PATH LITELLM_LOCAL_MODEL_COST_MAP=True
+# A local base passes its `patchfleet.layer=base` label on; without this, `patchfleet images prune --layer
+# base` would take the pipeline image for a base layer.
+LABEL patchfleet.layer=pipeline
 ENTRYPOINT ["patchfleet"]
 CMD ["--help"]
