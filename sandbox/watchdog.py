@@ -30,11 +30,12 @@ from patchfleet.sandbox.limits import human
 
 DEFAULT_INTERVAL = 1.0
 DU_TIMEOUT = 60.0
+FILES_EVERY = 5  # rounds between file counts: creating files is slow, and the count costs a second pass
 # what one round may meet and survive: du failing or slow, the engine gone for a moment
 ROUND_ERRORS = (OSError, subprocess.SubprocessError, requests.RequestException, DockerException)
 
 
-@dataclass
+@dataclass(eq=False)  # one record per sandbox: identity, not field values
 class Watched:
     """One sandbox under watch: where its writes land, its budget, and what happened to it."""
 
@@ -136,26 +137,26 @@ class DiskWatchdog:
             except ROUND_ERRORS as exc:  # the thread must outlive one bad round, or nothing is enforced
                 self.last_error = exc
             self.last_tick_s = time.monotonic() - started
-            self.ticks += 1
             self._wake.wait(max(self.interval - self.last_tick_s, 0.05))
 
     def check(self) -> None:
         """One round: measure every watched sandbox, stop those over budget, guard the host's disk."""
         with self._guard:
             watched = [w for w in self._watched.values() if w.violation is None]
+        self.ticks += 1
         if not watched:
             return
         local = [w for w in watched if w.paths]
         sizes = measure([p for w in local for p in w.paths])
-        counted = [w for w in local if w.files_limit is not None]
-        # a second pass over the same trees: cheap, their entries are in the kernel's cache by now
+        count_files = self.ticks % FILES_EVERY == 1  # the first round counts too
+        counted = [w for w in local if w.files_limit is not None] if count_files else []
         inodes = measure([p for w in counted for p in w.paths], inodes=True)
         for w in watched:
             if w.paths:
                 w.used = sum(sizes.get(p, 0) for p in w.paths)
             else:
                 w.used = self._engine_size(w)
-            if w.files_limit is not None and w.paths:
+            if w in counted:
                 w.files = sum(inodes.get(p, 0) for p in w.paths)
                 if w.files > w.files_limit:
                     self._stop(
