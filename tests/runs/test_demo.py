@@ -72,6 +72,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path, base_image) -> None:
     assert all(evaluation[d["chosen"]] for d in stored["others"].values())
     html = (run / "report.html").read_text()
     assert "SCRIPTED" in html and html.count('<svg class="plot"') == 3 and "resolved 1 / 1" in html
+    assert "limit: format_errors" in html  # the trajectory that never acted says why it stopped
 
 
 @pytest.mark.slow
