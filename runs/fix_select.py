@@ -1,10 +1,8 @@
-"""The select stage of `patchfleet fix` and `demo` until `selection.pipeline.select_task` is wired in: every
-distinct patch (and the base commit) runs the repository's own test suite in a sandbox, then a pure policy
-ranks them. It writes the files the selection pipeline writes (candidates.json, tests.json, matrix.jsonl,
-decision.json) in the same shapes, so reports and `inspect` read either.
-
-The policy (`suite_vote_policy`) is a pure function of `SelectionInputs`: the report re-scores subsets of
-trajectories with it offline (resolve rate against the number of samples) without running anything.
+"""What the select stage of `patchfleet fix` and `demo` receives (`SelectionJob`, `Selector`), the
+repository's own test command as a test (`suite_tests`), running candidates against tests in fresh
+sandboxes (`execute`, which the demo's hidden-test evaluation uses), and a small pure policy over the
+suite and the votes (`suite_vote_policy`) with the selection pipeline's file shapes
+(`write_selection_files`), which the report can re-score offline like any policy.
 """
 
 from __future__ import annotations
@@ -57,17 +55,6 @@ class SelectionJob:
 
 
 Selector = Callable[[SelectionJob], Decision]
-
-
-def suite_selector(job: SelectionJob) -> Decision:
-    """Run the suite for BASE and every candidate, record the matrix, apply `suite_vote_policy`."""
-    tests = suite_tests(job)
-    flags, matrix = execute(job, tests)
-    candidates = [c.model_copy(update={"flags": tuple(flags[c.id])}) for c in job.candidates]
-    inputs = SelectionInputs(instance_id=job.task.id, candidates=candidates, tests=tests, matrix=matrix)
-    decision = suite_vote_policy(inputs)
-    write_selection_files(job.out_dir, inputs, decision)
-    return decision
 
 
 def suite_tests(job: SelectionJob) -> list[TestCase]:
