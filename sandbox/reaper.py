@@ -33,7 +33,9 @@ def list_sandboxes(client: docker.DockerClient, run: str | None = None) -> list[
     if run:
         filters["label"].append(f"{engine.LABEL_PREFIX}run={run}")
     rows = []
-    for container in client.containers.list(all=True, filters=filters):
+    # ignore_removed: a container removed between the listing and its inspection (another run closing its
+    # sandboxes) is skipped instead of raising NotFound into whoever asked
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         image = container.attrs.get("Config", {}).get("Image", "")
         rows.append(ContainerInfo(container.id, container.name, container.status, image, container.labels))
     return rows
