@@ -108,6 +108,17 @@ class Selector:
         return lambda path: self.source.read_file(task.repo, task.base_commit, path)
 
 
+def test_writer_agent(selection: SelectionConfig, run_model: Any) -> AgentConfig | None:
+    """The test-writing agent (its own prompt, `agent/config/test_writer.yaml`) with the judge-independent
+    model: `selection.test_writer`, else the run's agent model; None when generated tests are off."""
+    if not selection.generated_tests:
+        return None
+    from patchfleet.selection.generate import load_test_writer_config
+
+    writer = load_test_writer_config()
+    return writer.model_copy(update={"model": selection.test_writer or run_model})
+
+
 def _trajectory_files(candidates: Sequence[Candidate]) -> list[Path]:
     return [Path(s.trajectory) for c in candidates for s in c.sources if s.trajectory]
 

@@ -143,12 +143,11 @@ def run(config, candidate_paths: list[Path], trajectory_folders: list[Path], api
     """Check every input, then select for every task; returns counts for the summary line."""
     from patchfleet.agent.pricing import Pricer
     from patchfleet.runs import validate
-    from patchfleet.runs.select import Selector, run_selection
+    from patchfleet.runs.select import Selector, run_selection, test_writer_agent
     from patchfleet.runs.wiring import load_run_tasks, repo_source
     from patchfleet.sandbox.images import ImageBuilder
     from patchfleet.sandbox.trust import HostTrust
     from patchfleet.selection.candidates import load_candidates
-    from patchfleet.selection.generate import load_test_writer_config
     from patchfleet.selection.verifier import Verifier
 
     config.selection.check()
@@ -210,10 +209,7 @@ def run(config, candidate_paths: list[Path], trajectory_folders: list[Path], api
         log=log,
         verifier=verifier,
     )
-    if selection.generated_tests:
-        writer = load_test_writer_config()
-        model = selection.test_writer or config.agent.model
-        selector.test_writer = writer.model_copy(update={"model": model})
+    selector.test_writer = test_writer_agent(selection, config.agent.model)
 
     def progress(task, decision) -> None:
         chosen = decision.get("chosen")

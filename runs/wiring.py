@@ -125,6 +125,7 @@ def pipeline_selector(
     """The selection pipeline through `runs.select.Selector` (shared with `patchfleet select`): tests,
     matrix, verifier and policies; files under `<out>/selection/<id>/`, cells in `<out>/cells/`."""
     from patchfleet.runs.select import Selector as PipelineSelector
+    from patchfleet.runs.select import test_writer_agent
     from patchfleet.selection.verifier import Verifier
 
     verifier = None
@@ -142,7 +143,7 @@ def pipeline_selector(
         out_dir=config.outputs.dir,
         log=log,
         verifier=verifier,
-        test_writer=config.agent if config.selection.generated_tests else None,
+        test_writer=test_writer_agent(config.selection, config.agent.model),
     )
 
     def select(job: SelectJob) -> Decision:
