@@ -16,6 +16,7 @@ patches that do not apply become cells with an `error`, never verdicts, and are 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +52,9 @@ TEST_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
 # container: otherwise the first `git reset --hard` re-reads the whole tree (4-5 s on sympy, against 0.3 s).
 FAST_STAT = "git config core.checkStat minimal && git config core.trustctime false"
 LOG_CAP = 4096  # characters of the apply log kept per candidate
+# Part of every cache key beside the image: a cell depends on how tests are run, not only on what runs.
+# Bump CELL_FORMAT when running changes in a way TEST_ENV does not show.
+CELL_FORMAT = 1
 UNCHANGED = "unchanged"
 ERROR = "error"
 
@@ -110,6 +114,11 @@ class MatrixRun(BaseModel):
                 candidate.model_copy(update={"flags": flags, "ast_key": check.ast_key or candidate.ast_key})
             )
         return out
+
+
+def cache_context(image: str) -> str:
+    """The image as the cache keys it: the tag plus how tests run in it (environment, format)."""
+    return f"{image}#{content_hash(json.dumps(TEST_ENV, sort_keys=True), str(CELL_FORMAT), length=8)}"
 
 
 def patch_hash(patch: str) -> str:
@@ -190,7 +199,10 @@ class _Runner:
                         continue
                     if new_check is not None:
                         self.cache.put_check(
-                            self.instance_id, self.image, key, new_check.model_dump(mode="json")
+                            self.instance_id,
+                            cache_context(self.image),
+                            key,
+                            new_check.model_dump(mode="json"),
                         )
                         row.check = new_check
                     if row.check is not None and not row.check.applied:
@@ -209,7 +221,7 @@ class _Runner:
                     )
                     sandbox = self._close(sandbox)
                     continue
-                self.cache.put_cell(self.image, key, cell)
+                self.cache.put_cell(cache_context(self.image), key, cell)
                 row.cells.append(cell)
                 if not self.reuse:
                     sandbox = self._close(sandbox)
@@ -345,11 +357,11 @@ def run_matrix(
     cached: list[Cell] = []
     for candidate_id, patch in [(BASE, ""), *((c.id, c.patch) for c in distinct)]:
         key = patch_hash(patch)
-        found = cache.get_check(instance_id, image, key)
+        found = cache.get_check(instance_id, cache_context(image), key)
         check = CandidateCheck.model_validate({**found, "candidate_id": candidate_id}) if found else None
         row = _Row(candidate_id, patch, [], check)
         for test in tests:
-            cell = cache.get_cell(instance_id, image, key, test.id)
+            cell = cache.get_cell(instance_id, cache_context(image), key, test.id)
             if cell is None or (check is not None and not check.applied):
                 row.tests.append(test)
             else:
