@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
 from patchfleet.sandbox.base import SandboxSpec
 from patchfleet.selection.execution import MatrixRun, SandboxStarter, run_matrix
-from patchfleet.selection.harvest import harvest_from_candidates, harvest_from_trajectory
+from patchfleet.selection.harvest import default_runner, harvest_from_candidates, harvest_from_trajectory
 from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import (
     Candidate,
@@ -180,19 +181,20 @@ def gather_tests(
     found: dict[str, TestCase] = {}
     if config.harvest:
         for path in trajectories:
-            try:
-                harvested = harvest_from_trajectory(path, task.id)
+            if not config.max_harvested_per_trajectory:
+                break
+            try:  # reproduction scripts come first: the cap keeps them
+                harvested = harvest_from_trajectory(
+                    path, task.id, max_tests=config.max_harvested_per_trajectory
+                )
             except ConfigError as exc:  # an unreadable trajectory costs its tests, not the instance
                 env.log(f"{task.id}: no tests harvested from {path}: {exc}")
                 continue
-            for test in (
-                harvested[-config.max_harvested_per_trajectory :]
-                if config.max_harvested_per_trajectory
-                else []
-            ):
+            for test in harvested:
                 found.setdefault(test.id, test)
     if config.candidate_tests:
-        for test in harvest_from_candidates(candidates, read_base=env.read_base):
+        runner = default_runner(task.repo)
+        for test in harvest_from_candidates(candidates, read_base=env.read_base, runner=runner):
             found.setdefault(test.id, test)
     if config.regression:
         for test in _regression_tests(task, candidates, env, config):
@@ -206,7 +208,9 @@ def _regression_tests(
     from patchfleet.selection.normalize import changed_files
     from patchfleet.selection.regression import discover_regression_tests
 
-    changed = sorted({path for c in candidates for path in changed_files(c.patch)})
+    # most candidates' files first: the discovery's time budget goes where most of the changes are
+    counts = Counter(path for c in candidates for path in changed_files(c.patch))
+    changed = [path for path, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     if not changed:
         return []
     spec = SandboxSpec(image=env.image, labels={"role": "regression", "task": task.id})
