@@ -9,8 +9,11 @@ bionic and 3.8 on focal are asked for only by django, scikit-learn, astropy and 
 REPO=VERSION` builds just the environment layer of a published spec that needs no repository files (a
 conda package list), e.g. scikit-learn 0.20 on 3.6, and records what its interpreter imports.
 
-    python benchmarks/python_runtimes.py --mirrors /work/.mirror --layout '{owner}+{name}/repo' \\
-        --dev pytest-dev__pytest-7432 ... --python sympy__sympy-14711=3.6 \\
+    python benchmarks/python_runtimes.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \\
+        --python sympy__sympy-14711=3.6 pytest-dev__pytest-7236=3.8 \\
+        --dev pytest-dev__pytest-7432 psf__requests-1142 sympy__sympy-24539 sphinx-doc__sphinx-8595 \\
+              pylint-dev__pylint-7080 pydata__xarray-4094 pydata__xarray-7233 \\
+        --env-only scikit-learn/scikit-learn=0.20 \\
         --out benchmarks/results/python_runtimes/python_runtimes.json
 """
 
