@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from patchfleet.data.runtimes import DISTROS
 from patchfleet.errors import DockerUnavailable
 from patchfleet.sandbox import engine
-from patchfleet.sandbox.images import BaseLayer
+from patchfleet.sandbox.images import UBUNTU_KEYRING, BaseLayer
 from patchfleet.sandbox.trust import HostTrust
 
 MIN_FREE_GB = 20
@@ -77,7 +78,7 @@ def _check_base_images(client: object) -> Check:
     from docker.errors import ImageNotFound
 
     present, missing = [], []
-    for distro in ("bookworm", "bullseye"):
+    for distro in DISTROS:  # the Ubuntu ones carry the specs that ask for Python 3.6, 3.8 and 3.10
         tag = BaseLayer(distro=distro).tag()
         try:
             client.images.get(tag)  # type: ignore[attr-defined]
@@ -94,6 +95,10 @@ def _check_base_images(client: object) -> Check:
         how += (
             ". Without a reachable registry the local build needs `debootstrap` and root "
             "(`sudo apt-get install debootstrap`)"
+        )
+    if any(DISTROS[d].family == "ubuntu" for d in missing) and not Path(UBUNTU_KEYRING).is_file():
+        how += (
+            f"; debootstrapping Ubuntu also needs its archive keyring at {UBUNTU_KEYRING} (`ubuntu-keyring`)"
         )
     return Check("base images", Status.WARN, f"missing: {', '.join(missing)}", how)
 
