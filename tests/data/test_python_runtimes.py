@@ -105,3 +105,16 @@ class _Files:
 
     def read_file(self, repo: str, commit: str, path: str) -> str | None:
         return self.files.get(path)
+
+
+@pytest.mark.docker
+def test_an_ubuntu_base_without_its_keyring_fails_up_front_and_builds_nothing(docker_backend, tmp_path):
+    from patchfleet.errors import ImageBuildError
+    from patchfleet.sandbox.images import ImageBuilder, ImageSpec
+
+    # a package list no image has, so the tag is new and the builder must make it
+    spec = ImageSpec(base=BaseLayer(distro="focal", packages=("python3", "patchfleet-test-only")))
+    builder = ImageBuilder(docker_backend, allow_pull=False, ubuntu_keyring=str(tmp_path / "none.gpg"))
+    with pytest.raises(ImageBuildError, match=r"needs Ubuntu.s archive keyring at .*none\.gpg"):
+        builder.ensure(spec)
+    assert not builder.exists(spec.tag())
