@@ -2,8 +2,8 @@
 package cut-off? Evaluates gold patches one instance at a time through `patchfleet eval`, records the
 verdict, the Python the tests ran on (from the test log's header) and the time, and writes one JSON.
 
-Two kinds of instance: `--dev` ones run with the published specs (their environment changed because the
-cut-off moved, and xarray's because it now runs on jammy's 3.10); `--python ID=X.Y` ones run with their
+Two kinds of instance: `--dev` ones run with the published specs (dev-split ones, whose environment changed
+because the cut-off moved, and xarray's because it now runs on jammy's 3.10; the split is recorded); `--python ID=X.Y` ones run with their
 published spec but `python: X.Y`, for the minor versions no mirrored repository's spec asks for (3.6 on
 bionic and 3.8 on focal are asked for only by django, scikit-learn, astropy and matplotlib). `--env-only
 REPO=VERSION` builds just the environment layer of a published spec that needs no repository files (a
@@ -12,7 +12,7 @@ conda package list), e.g. scikit-learn 0.20 on 3.6, and records what its interpr
     python benchmarks/python_runtimes.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \\
         --python sympy__sympy-14711=3.6 pytest-dev__pytest-7236=3.8 \\
         --dev pytest-dev__pytest-7432 psf__requests-1142 sympy__sympy-24539 sphinx-doc__sphinx-8595 \\
-              pylint-dev__pylint-7080 pydata__xarray-4094 pydata__xarray-7233 \\
+              pylint-dev__pylint-7080 pydata__xarray-4094 pydata__xarray-7233 pydata__xarray-3677 \\
         --env-only scikit-learn/scikit-learn=0.20 \\
         --out benchmarks/results/python_runtimes/python_runtimes.json
 """
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--mirrors", type=Path, required=True)
     parser.add_argument("--layout", default="{owner}+{name}/repo")
     parser.add_argument("--dev", nargs="*", default=[], help="instances evaluated with the published specs")
+    parser.add_argument("--dev-ids", type=Path, default=DATASET.parent / "splits" / "dev_ids.txt")
     parser.add_argument("--python", nargs="*", default=[], help="ID=X.Y: the published spec, python X.Y")
     parser.add_argument("--env-only", nargs="*", default=[], help="REPO=VERSION: build its env layer only")
     parser.add_argument("--work", type=Path, default=None, help="evaluation folders (default: a temp dir)")
@@ -142,7 +143,8 @@ def evaluate(row: dict[str, Any], python: str | None, args: argparse.Namespace, 
     )
     return {
         "instance_id": iid,
-        "split": "dev" if python is None else "non-dev, python overridden",
+        "split": ("dev" if iid in dev_ids(args.dev_ids) else "non-dev")
+        + ("" if python is None else ", python overridden"),
         "repo": repo,
         "version": version,
         "python_spec": str(spec.get("python")),
@@ -157,6 +159,10 @@ def evaluate(row: dict[str, Any], python: str | None, args: argparse.Namespace, 
         "seconds": round(seconds, 1),
         "output_tail": (done.stdout + done.stderr)[-1500:] if verdict != "resolved" else "",
     }
+
+
+def dev_ids(path: Path) -> set[str]:
+    return set(path.read_text().split()) if path.exists() else set()
 
 
 def write(path: Path, results: list[dict[str, Any]], envs: list[dict[str, Any]] | None = None) -> None:
