@@ -2,10 +2,11 @@
 package cut-off? Evaluates gold patches one instance at a time through `patchfleet eval`, records the
 verdict, the Python the tests ran on (from the test log's header) and the time, and writes one JSON.
 
-Two kinds of instance: `--dev` ones run with the published specs (dev-split ones, whose environment changed
-because the cut-off moved, and xarray's because it now runs on jammy's 3.10; the split is recorded); `--python ID=X.Y` ones run with their
-published spec but `python: X.Y`, for the minor versions no mirrored repository's spec asks for (3.6 on
-bionic and 3.8 on focal are asked for only by django, scikit-learn, astropy and matplotlib). `--env-only
+Two kinds of instance: `--dev` ones run with the published specs (dev-split ones, whose environment
+changed because the cut-off moved, and xarray's because it now runs on jammy's 3.10; the split is
+recorded); `--python ID=X.Y` ones run with their published spec but `python: X.Y`, for the minor versions
+no mirrored repository's spec asks for (3.6 on bionic and 3.8 on focal are asked for only by django,
+scikit-learn, astropy and matplotlib). `--env-only
 REPO=VERSION` builds just the environment layer of a published spec that needs no repository files (a
 conda package list), e.g. scikit-learn 0.20 on 3.6, and records what its interpreter imports.
 
