@@ -81,8 +81,8 @@ PACKAGES_AS_OF_BY_VERSION: dict[tuple[str, str], str] = {
 PIP = f"{VENV}/bin/python -m pip install --no-input --progress-bar off"
 # Below Python 3.9 (no pip 26 there), uv installs into the venv (VIRTUAL_ENV) with UV_EXCLUDE_NEWER. uv's
 # static binary comes from its PyPI wheel, fetched by the venv's own pip (the newest that runs there) for
-# a Python uv supports and unpacked, so no second interpreter is needed. uv warns below 3.8 and does not
-# promise 3.6, but installs there (checked on bionic's 3.6; benchmarks/results/python_runtimes/).
+# a Python uv supports and unpacked, so no second interpreter is needed. uv supports 3.8+ officially but
+# installs into bionic's 3.6.5 without complaint (checked: benchmarks/results/python_runtimes/).
 UV_VERSION = "0.13.9"
 UV = "uv pip install"
 UV_EXCLUDE_NEWER_NOTE = "uv --exclude-newer: pip has no date cut-off below 26, which needs Python 3.9"
