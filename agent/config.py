@@ -136,8 +136,16 @@ class AgentConfig(BaseModel):
     model: ModelConfig | None = None  # what `parallel` and the CLI build; `Agent` takes a Model
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> AgentConfig:
-        data = default_config_data()
+    def load(
+        cls,
+        path: str | Path | None = None,
+        overrides: Sequence[str] = (),
+        *,
+        base: dict[str, Any] | None = None,
+        label: str = "agent config",
+    ) -> AgentConfig:
+        """`base` (default: the shipped default.yaml) <- the user's file <- dotted overrides."""
+        data = base if base is not None else default_config_data()
         if path is not None:
             try:
                 user = yaml.safe_load(Path(path).read_text()) or {}
@@ -149,7 +157,7 @@ class AgentConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid agent config: {exc}") from exc
+            raise ConfigError(f"invalid {label}: {exc}") from exc
 
 
 def default_config_data() -> dict[str, Any]:

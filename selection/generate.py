@@ -19,9 +19,8 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
-from patchfleet.agent.config import AgentConfig, apply_override, deep_merge, default_config_data
+from patchfleet.agent.config import AgentConfig, deep_merge, default_config_data
 from patchfleet.agent.model import Limiter, Model
 from patchfleet.agent.parallel import (
     ParallelConfig,
@@ -32,7 +31,7 @@ from patchfleet.agent.parallel import (
     run_parallel,
 )
 from patchfleet.data.task import Task
-from patchfleet.errors import ConfigError, SandboxError
+from patchfleet.errors import SandboxError
 from patchfleet.sandbox.base import REPO_DIR, Sandbox
 from patchfleet.selection.model import Contract, TestCase, TestKind
 
@@ -45,19 +44,8 @@ def load_test_writer_config(path: str | Path | None = None, overrides: Sequence[
     """The agent config for test writing: default.yaml, then test_writer.yaml, then the user's file
     (e.g. the run's model) and dotted overrides."""
     text = resources.files("patchfleet.agent").joinpath("config/test_writer.yaml").read_text()
-    data = deep_merge(default_config_data(), yaml.safe_load(text))
-    if path is not None:
-        try:
-            user = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read agent config {path}: {exc}") from exc
-        data = deep_merge(data, user.get("agent", user))
-    for override in overrides:
-        apply_override(data, override)
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid test-writer config: {exc}") from exc
+    base = deep_merge(default_config_data(), yaml.safe_load(text))
+    return AgentConfig.load(path, overrides, base=base, label="test-writer config")
 
 
 def script_path(agent_config: AgentConfig) -> str:

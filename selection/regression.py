@@ -1,6 +1,6 @@
 """Regression tests: the repository's own tests near the changed code that pass at the base commit.
 
-Found by running them, never read from a benchmark's PASS_TO_PASS: test files named after a changed
+Found by running them, never taken from a benchmark's hidden test lists: test files named after a changed
 module (`test_<mod>.py`), files that import a changed module, and the tests folder of its package, each
 file run once at the base commit within a time budget. The tests that pass there become one
 `TestCase` per file, whose command runs exactly those node ids, with the file's base content attached so
