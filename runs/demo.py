@@ -132,10 +132,6 @@ def run_demo(
     scripted = model is None
     if scripted:
         log(SCRIPTED_NOTE)
-    repo = make_demo_repo(out_dir / "billsplit")
-    issue = demo_issue()
-    log(f"repository: {repo} (a real git repository with a real bug)")
-    log(f"issue: {issue.title}")
     server = ScriptedServer(respond).start() if scripted else None
     try:
         sets = [*SCRIPTED_PRICING, "agent.model.api_key=demo-key-not-a-secret"] if server else []
@@ -153,7 +149,12 @@ def run_demo(
             "sandbox.allow_pull": allow_pull,
         }
         run_config = with_api_key(RunConfig.load(None, [*sets, *overrides], shorthands), api_key_env)
+        run_config.selection.check()  # a bad --policy fails before the repository is written
         config = FixConfig.from_run_config(run_config)
+        repo = make_demo_repo(out_dir / "billsplit")
+        issue = demo_issue()
+        log(f"repository: {repo} (a real git repository with a real bug)")
+        log(f"issue: {issue.title}")
         backend = DockerConfig(docker_host=docker_host).backend(HostTrust.from_env())
         run = run_fix(str(repo), issue, config, select=select, log=log, backend=backend)
     finally:
