@@ -187,4 +187,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             child = node[part] = {}
         node = child
-    node[leaf] = yaml.safe_load(raw)
+    try:
+        node[leaf] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:  # a typo on the command line is a one-line error, not a traceback
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {key.strip()}: its value is not valid YAML ({problem})") from exc

@@ -186,3 +186,15 @@ def test_trajectories_with_mirrors_that_lack_the_repository(dataset, tmp_path, n
         trajectories(dataset, no_engine, *args, "--mirrors", str(tmp_path / "mirrors")),
         "no mirror of local/calc",
     )
+
+
+def test_batch_with_an_override_that_is_not_yaml(dataset, tmp_path, no_engine):
+    """A `--set` value YAML cannot parse (a replay path with `{instance_id}` inside an unquoted flow
+    mapping) is one line naming the key, not a traceback; quoted, the same path loads."""
+    path = "../recorded/{instance_id}.traj.json"
+    args = ["batch", "--dataset", str(dataset), "--out", str(tmp_path / "out"), *no_engine]
+    fails([*args, "--set", f"agent.model={{type: replay, path: {path}}}"], "agent.model", "not valid YAML")
+    from patchfleet.runs.config import RunConfig
+
+    loaded = RunConfig.load(None, [f'agent.model={{type: replay, path: "{path}"}}'])
+    assert str(loaded.agent.model.path) == path
