@@ -34,6 +34,7 @@ from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError, PatchfleetError, SandboxError
 from patchfleet.runs.budget import Budget
+from patchfleet.runs.candidate_eval import chosen_ids, pool_figures
 from patchfleet.runs.config import RunConfig
 from patchfleet.runs.layout import (
     CANDIDATES_FILE,
@@ -49,6 +50,7 @@ from patchfleet.runs.layout import (
 from patchfleet.runs.ledger import Ledger
 from patchfleet.runs.outputs import summarize, write_prediction, write_predictions
 from patchfleet.runs.progress import RunProgress
+from patchfleet.runs.report import write_report
 from patchfleet.runs.trajectories import row
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
@@ -171,7 +173,10 @@ def _run(
             evaluation = services.evaluate(tasks, eval_specs, out / "eval")
             services.progress.phase_done("evaluation", f"{evaluation.get('resolved_instances')} resolved")
         summary = summarize(layout, run_id, tasks, results, budget, evaluation, time.monotonic() - started)
+        if evaluation is not None:  # every candidate's verdict, when the evaluation graded them
+            summary["candidates"] = pool_figures(layout, tasks, chosen_ids(layout, tasks))
         write_json_atomic(out / "summary.json", summary)
+        write_report(out)  # the run's one page, from the files just written
         return summary
     finally:
         ledger.close()

@@ -305,11 +305,11 @@ def line_chart(
     return "".join(parts)
 
 
-def bar_chart(values: dict[str, float], title: str, unit: str, width: int = 420) -> str:
+def bar_chart(values: dict[str, float], title: str, unit: str, width: int = 420, left: int = 110) -> str:
     """Horizontal bars, one per stage, labelled with their value."""
     if not values:
         return ""
-    left, top, bar, gap = 110, 30, 20, 8
+    top, bar, gap = 30, 20, 8
     height = top + len(values) * (bar + gap) + 10
     peak = max(values.values()) or 1.0
     span = width - left - 90
@@ -330,6 +330,24 @@ def bar_chart(values: dict[str, float], title: str, unit: str, width: int = 420)
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def pool_chart(figures: dict[str, Any] | None) -> str:
+    """A batch whose every candidate was graded: resolve rate of the chosen patch, the oracle (any
+    candidate), a source picked at random, and each source alone (a submission, or our trajectories)."""
+    if not figures or not figures.get("tasks"):
+        return ""
+    n = figures["tasks"]
+    values = {
+        "selector (chosen)": 100 * figures["chosen_resolved"] / n,
+        "oracle (any candidate)": 100 * figures["oracle_resolved"] / n,
+        "random pick": 100 * figures["random_pick_resolved"] / n,
+    }
+    for name, counts in sorted((figures.get("by_source") or {}).items()):
+        values[name] = 100 * counts["resolved"] / n
+    left = min(12 + 7 * max(len(name) for name in values), 400)
+    title = f"Resolved over the candidate pool ({n} tasks)"
+    return bar_chart(values, title, "%", width=left + 320, left=left)
 
 
 # -- the page -------------------------------------------------------------------------------------------
@@ -448,6 +466,7 @@ def render_report(folder: Path, *, policy: Policy | None = None) -> str:
         resolved=sum(1 for t in known if t["resolved"]),
         evaluated=len(known),
         scaling=line_chart(curves, "Resolve rate against samples per task") if curves else "",
+        pool=pool_chart(run.meta.get("candidates")),
         time_chart=bar_chart({k: v.get("seconds", 0.0) for k, v in stages.items()}, "Time by stage", "s"),
         cost_chart=bar_chart({k: v.get("cost", 0.0) for k, v in stages.items()}, "Cost by stage", "$"),
         total_cost=sum(v.get("cost", 0.0) for v in stages.values()),

@@ -16,7 +16,9 @@ from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder, RepoS
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError
 from patchfleet.runs.batch import SelectionFailed, SelectJob, Selector, Services, run_batch, task_plan
+from patchfleet.runs.candidate_eval import evaluate_candidates
 from patchfleet.runs.config import RunConfig, model_shorthands
+from patchfleet.runs.layout import RunLayout
 from patchfleet.runs.progress import RunProgress
 from patchfleet.sandbox.base import Network
 from patchfleet.sandbox.images import ImageBuilder
@@ -94,7 +96,7 @@ def build_services(
             network=Network.BRIDGE,
             log=log,
         )
-        return run_evaluation(
+        summary = run_evaluation(
             evaluator,
             tasks,
             eval_specs,
@@ -102,6 +104,10 @@ def build_services(
             workers=config.eval_workers,
             run_id=config.outputs.run_id,
         )
+        # every candidate too, through the same verdict cache: the report's oracle and random figures
+        layout = RunLayout(config.outputs.dir)
+        evaluate_candidates(evaluator, layout, tasks, eval_specs, workers=config.eval_workers)
+        return summary
 
     return Services(
         backend=backend,

@@ -172,3 +172,60 @@ def test_a_replay_model_names_one_recording_per_task(tmp_path):
     preds = json.loads((run.outputs.dir / "preds.json").read_text())
     assert "+    return a + b" in preds["a-1"]["model_patch"]
     assert "+    return b + a" in preds["a-2"]["model_patch"]
+
+
+class PatchGrader:
+    """An evaluator that resolves a patch when it carries `marker` (the hidden test's verdict), and counts
+    how many times each distinct patch was graded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.graded: list[str] = []
+
+    def evaluate(self, task, spec, prediction, *, run_id=None):
+        from patchfleet.runs.evaluation import Outcome
+
+        self.graded.append((task.id, prediction.model_name_or_path))
+        resolved = self.marker in prediction.model_patch
+        return Outcome(task.id, {task.id: {"resolved": resolved}})
+
+
+def test_an_evaluated_batch_grades_every_candidate_and_writes_its_report(tmp_path):
+    """`--evaluate`: each task's candidates (its trajectories' and other systems') get a verdict in
+    `<id>/evaluation.json`, summary.json has the pool's figures (chosen, oracle, random pick, per source)
+    and the run folder its report.html."""
+    from patchfleet.data.task import EvalSpec
+    from patchfleet.runs.candidate_eval import evaluate_candidates
+    from patchfleet.runs.layout import RunLayout
+    from patchfleet.selection.candidates import make_candidate
+    from patchfleet.selection.model import CandidateSource
+
+    wrong = (
+        "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return 0\n"
+    )
+    source = CandidateSource(kind="predictions", name="sysA", ref="p.jsonl:1")
+    others = {"a-1": [make_candidate("a-1", wrong, source)]}
+    grader = PatchGrader("+    return a + b")
+    specs = {i: EvalSpec(instance_id=i, test_patch="") for i in ("a-1", "a-2")}
+
+    def evaluate(batch_tasks, eval_specs, out):
+        evaluate_candidates(grader, RunLayout(out.parent), batch_tasks, eval_specs)
+        return {"resolved_instances": 2, "resolved_ids": ["a-1", "a-2"]}
+
+    run = config(tmp_path, "evaluate=true", "parallel.n=2")
+    service = services(tmp_path, HostBackend(tmp_path))
+    service.evaluate = evaluate
+    summary = run_batch(run, tasks("a-1", "a-2"), specs, service, other_candidates=others)
+    out = run.outputs.dir
+    flags = json.loads((out / "a-1" / "evaluation.json").read_text())
+    assert sorted(flags.values()) == [False, True]
+    pool = summary["candidates"]
+    assert pool["tasks"] == 2 and pool["chosen_resolved"] == 2 and pool["oracle_resolved"] == 2
+    by_source = pool["by_source"]
+    # both trajectories of each task proposed the fix: one source name across tasks, 4 of 4 resolved
+    assert by_source["trajectory scripted"] == {"resolved": 4, "proposed": 4}
+    assert by_source["sysA"] == {"resolved": 0, "proposed": 1}
+    assert pool["random_pick_resolved"] == pytest.approx(2 / 3 + 1, abs=1e-3)
+    assert len(grader.graded) == len(set(grader.graded)) == 3  # each task's distinct patches, once
+    html = (out / "report.html").read_text()
+    assert "Resolved over the candidate pool (2 tasks)" in html and "resolved 2 / 2" in html
