@@ -50,6 +50,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from patchfleet.data import astropy_env
 from patchfleet.data.dependencies import FileReader, conda_packages, environment_yml, read_requirements
 from patchfleet.data.evalscript import get_test_directives
 from patchfleet.data.grading import parser_name
@@ -215,6 +216,10 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
     if spec.get("pip_packages"):
         pins = [_lift(p, runtime, notes) for p in spec["pip_packages"]]
         env_steps.append(f"{install_with} " + " ".join(shlex.quote(p) for p in pins))
+    if astropy_env.builds_in_env(task.repo, task.version, runtime):
+        build_tools = astropy_env.setup_requires(spec.get("pip_packages", []))
+        env_steps.append(f"{install_with} " + " ".join(shlex.quote(p) for p in build_tools))
+        notes.append("astropy-helpers era: built in the env, setup.py's Cython and Jinja2 installed in it")
     standins = standins_for(task.repo)
     env_steps += [step for standin in standins for step in standin.env_steps]
     notes += [standin.note for standin in standins]
@@ -223,6 +228,9 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
     test_cmd = spec.get("test_cmd")
     if not test_cmd:
         raise ConfigError(f"the spec of {task.repo} {task.version} has no test_cmd")
+    if astropy_env.uses_helpers(task.repo, task.version):
+        pre_install = [astropy_env.fill_helpers_step(), *pre_install]
+        notes.append("astropy-helpers submodule filled from its PyPI release (GitHub is not reachable)")
     # one step, so that later lines see earlier lines' shell variables (matplotlib's QHULL_*); the image
     # builder runs each step under `set -e`, so a failing line still fails the step
     instance_steps = [*(["\n".join(pre_install)] if pre_install else []), *([install] if install else [])]
@@ -317,7 +325,9 @@ def _install_command(
     old_pip = runtime is not None and runtime.python == "3.6"
     if " -e " in f"{install} " and "--no-use-pep517" not in install and not old_pip:
         install += " --config-settings editable_mode=compat"
-        if source is not None and needs_legacy_develop(source, task.repo, task.base_commit):
+        if (source is not None and needs_legacy_develop(source, task.repo, task.base_commit)) or (
+            runtime is not None and astropy_env.builds_in_env(task.repo, task.version, runtime)
+        ):
             install += " --no-build-isolation"
     # harmless for repositories that do not use setuptools-scm, needed by those that do
     return f"SETUPTOOLS_SCM_PRETEND_VERSION={shlex.quote(scm_version(task.version))} {install}"
