@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import itertools
 import json
 import os
 import random
@@ -41,9 +42,9 @@ from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.sandbox.trust import HostTrust
 from patchfleet.selection.candidates import load_candidates_from_predictions
 from patchfleet.selection.matrix_cache import MatrixCache
-from patchfleet.selection.model import Candidate, SelectionInputs
+from patchfleet.selection.model import Candidate, Matrix, SelectionInputs
 from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, load_inputs, select_task
-from patchfleet.selection.policies import POLICIES, simulated_verifier
+from patchfleet.selection.policies import POLICIES, DefaultPolicyConfig, make_default, simulated_verifier
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -221,8 +222,41 @@ def oracle_value(inputs: SelectionInputs, verdicts) -> float:
     return max((candidate_value(c, verdicts) for c in inputs.candidates), default=0.0)
 
 
+def text_only(instance_id: str, candidates: list[Candidate]) -> SelectionInputs:
+    """An instance the collect phase has not reached: its candidates, no tests, no matrix."""
+    return SelectionInputs(
+        instance_id=instance_id, candidates=candidates, matrix=Matrix(instance_id=instance_id, cells=[])
+    )
+
+
+def all_instances(
+    ids: list[str], stored: dict[str, SelectionInputs], candidates, submissions: list[str], verdicts
+) -> dict[str, Any]:
+    """Every instance asked for, each with the evidence there is: the collected ones with their tests and
+    matrix, the others with their candidates' patches alone (what the policies then fall back to)."""
+    inputs = {i: stored.get(i) or text_only(i, candidates.get(i, [])) for i in ids}
+
+    def rate(values) -> float:
+        return round(100 * statistics.fmean(values), 2)
+
+    table = {
+        "oracle": rate(oracle_value(inputs[i], verdicts) for i in ids),
+        **{f"submission_{s}": rate(float(verdicts.get((s, i), False)) for i in ids) for s in submissions},
+        "random_pick": rate(random_value(inputs[i], verdicts) for i in ids),
+        "majority_normalised_text": rate(majority_value(inputs[i], verdicts) for i in ids),
+        **{f"policy_{n}": rate(pick_value(p, inputs[i], verdicts) for i in ids) for n, p in POLICIES.items()},
+    }
+    return {
+        "instances": len(ids),
+        "with_execution_evidence": sum(i in stored for i in ids),
+        "note": "instances without a collected matrix are scored on their candidates' patches alone "
+        "(no tests): the policies' fallback, not their full evidence",
+        "resolve_rate_percent": table,
+    }
+
+
 def score(
-    args: argparse.Namespace, instance_ids: list[str], submissions: list[str], verdicts
+    args: argparse.Namespace, instance_ids: list[str], submissions: list[str], verdicts, candidates
 ) -> dict[str, Any]:
     stored = {}
     for instance_id in instance_ids:
@@ -290,6 +324,9 @@ def score(
                 row["verifier_only"].append(pick_value(_verifier_only, scored, verdicts))
         simulated[str(auc)] = {name: round(100 * statistics.fmean(v), 2) for name, v in row.items()}
 
+    tuning = sweep_default(stored, verdicts)
+    everything = all_instances(sorted(instance_ids), stored, candidates, submissions, verdicts)
+
     tests = collections.Counter(t.kind.value for i in ids for t in stored[i].tests)
     matrix_stats = [json.loads((args.work / "selection" / i / "decision.json").read_text()) for i in ids]
     return {
@@ -304,6 +341,8 @@ def score(
             "with the given AUC; no model was called",
             "by_auc": simulated,
         },
+        "default_policy_tuning": tuning,
+        "all_instances": everything,
         "tests_by_kind": dict(tests),
         "candidates_per_instance": round(statistics.fmean(len(stored[i].candidates) for i in ids), 2),
         "matrix": {
@@ -312,6 +351,73 @@ def score(
             "cells_cached": sum(m["matrix"]["cells_cached"] for m in matrix_stats),
             "wall_time_s": round(sum(m["matrix"]["wall_time"] for m in matrix_stats), 1),
         },
+    }
+
+
+# -- tuning the default policy on the dev split, with an honest out-of-sample estimate -----------------
+
+SWEEP_GRID: dict[str, tuple[float, ...]] = {
+    "harvested": (0.0, 1.0, 2.0),
+    "behaviour": (0.0, 0.5, 1.0),
+    "support": (0.0, 1.0),
+    "consensus": (0.0, 1.0, 2.0, 4.0),
+    "regression": (0.0, 1.0),
+    "regression_slack": (0, 1),
+}
+
+
+def sweep_default(stored: dict[str, SelectionInputs], verdicts, folds: int = 5, repeats: int = 10) -> dict:
+    """Every weight combination of `SWEEP_GRID` scored on the stored instances, and k-fold
+    cross-validation of "pick the best combination on the other folds": the in-sample best is what the
+    default is tuned to, the cross-validated rate is what to expect on instances it was not tuned on.
+    Ties between combinations go to the one nearest the current defaults (then the first in the grid)."""
+    ids = sorted(stored)
+    names = list(SWEEP_GRID)
+    current = DefaultPolicyConfig()
+    configs = [dict(zip(names, values, strict=True)) for values in itertools.product(*SWEEP_GRID.values())]
+
+    def distance(config: dict) -> float:
+        return sum(abs(float(v) - float(getattr(current, k))) for k, v in config.items())
+
+    values = [
+        [pick_value(make_default(DefaultPolicyConfig(**config)), stored[i], verdicts) for i in ids]
+        for config in configs
+    ]
+
+    def best(on: list[int]) -> int:
+        return max(
+            range(len(configs)), key=lambda c: (sum(values[c][j] for j in on), -distance(configs[c]), -c)
+        )
+
+    everything = list(range(len(ids)))
+    chosen = best(everything)
+    rng = random.Random(0)
+    held_out: list[float] = []
+    for _ in range(repeats):
+        order = everything[:]
+        rng.shuffle(order)
+        for fold in range(folds):
+            test = order[fold::folds]
+            train = [j for j in order if j not in set(test)]
+            pick = best(train)
+            held_out.extend(values[pick][j] for j in test)
+    ranked = sorted(range(len(configs)), key=lambda c: -sum(values[c]))
+    return {
+        "grid": {k: list(v) for k, v in SWEEP_GRID.items()},
+        "combinations": len(configs),
+        "current_defaults": {k: getattr(current, k) for k in names},
+        "current_defaults_percent": round(
+            100 * statistics.fmean(pick_value(POLICIES["default"], stored[i], verdicts) for i in ids), 2
+        ),
+        "best_in_sample": configs[chosen],
+        "best_in_sample_percent": round(100 * statistics.fmean(values[chosen]), 2),
+        "cross_validated_percent": round(100 * statistics.fmean(held_out), 2),
+        "cross_validation": f"{folds}-fold over instances, {repeats} shuffles; the best combination on the "
+        "training folds scored on the held-out fold",
+        "top5": [
+            {"weights": configs[c], "percent": round(100 * statistics.fmean(values[c]), 2)}
+            for c in ranked[:5]
+        ],
     }
 
 
@@ -368,7 +474,7 @@ def main() -> None:
         print(f"exported {export_inputs(args.work, args.export_inputs)} finished instance(s)")
     if args.phase in ("score", "both"):
         verdicts = official_verdicts(DATA / "candidates_dev.jsonl")
-        result = score(args, [t.id for t in tasks], submissions, verdicts)
+        result = score(args, [t.id for t in tasks], submissions, verdicts, loaded.candidates)
         result.update(
             {
                 "benchmark": "ensemble_selection",

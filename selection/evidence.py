@@ -5,7 +5,8 @@ a *regression* test (passes at base; a candidate that fails it broke something),
 (exit-code contract saying "not fixed" (2) at base, or a non-regression pass/fail test failing at base;
 a candidate passes it with exit code 0; a candidate-added pass/fail test that passes at base serves as a
 regression test), or a *behaviour* test (prints only: candidates that change the
-base's output in the same way form a cluster, whose size is its vote). A test that does not reproduce
+base's output in the same way form a cluster, whose size is its vote; one that fails at base also counts
+as a reproduction test that a candidate passes by exiting 0). A test that does not reproduce
 at base, or has no usable base run, says nothing and is ignored. Infrastructure errors are missing
 cells, never verdicts.
 """
@@ -24,8 +25,9 @@ from patchfleet.selection.model import (
     SelectionInputs,
     TestCase,
     TestKind,
-    content_hash,
 )
+from patchfleet.selection.normalize import change_shape
+from patchfleet.selection.outputs import behaviour_hash
 
 NOT_FIXED = 2  # the exit-code contract: 0 fixed, 2 not fixed, anything else an error
 
@@ -50,6 +52,9 @@ class CandidateEvidence:
     behaviour_votes: int = 0  # sum over behaviour tests of its cluster's size (distinct candidates)
     behaviour_support: float = 0.0  # mean over behaviour tests of its cluster's share of all sources
     verifier: float | None = None
+    # share of the other proposals' changes it shares: for each other source, the similarity of the two
+    # patches' shapes (files, changed lines); its own other sources count as full agreement
+    consensus: float = 0.0
 
     @property
     def regression_passed(self) -> int:
@@ -86,6 +91,7 @@ def gather(inputs: SelectionInputs) -> Evidence:
     voters = [c for c in inputs.candidates if evidence.candidates[c.id].applies]
     evidence.total_support = sum(evidence.candidates[c.id].sources for c in voters)
     _groups(evidence, voters)
+    _consensus(evidence, voters)
     for test in inputs.tests:
         base_cell = base.get(test.id)
         if test.kind == TestKind.REGRESSION:
@@ -120,6 +126,22 @@ def _groups(evidence: Evidence, voters: list[Candidate]) -> None:
     for found in evidence.candidates.values():
         found.group_size = size.get(found.group, 1)
         found.group_support = support.get(found.group, found.sources)
+
+
+def _consensus(evidence: Evidence, voters: list[Candidate]) -> None:
+    """Minimum-Bayes-risk consensus: independent systems that fix an issue tend to change the same lines
+    in the same files, while wrong fixes scatter, so the candidate closest to all others is a good bet even
+    when no two patches are identical (the AST majority then has nothing to count)."""
+    shapes = {c.id: change_shape(c.patch) for c in voters}
+    others = max(1, evidence.total_support - 1)
+    for candidate in voters:
+        found = evidence.candidates[candidate.id]
+        agreement = float(found.sources - 1)
+        for other in voters:
+            if other.id != candidate.id:
+                similarity = shapes[candidate.id].similarity(shapes[other.id])
+                agreement += evidence.candidates[other.id].sources * similarity
+        found.consensus = agreement / others
 
 
 def _ran(cell: Cell | None) -> bool:
@@ -178,12 +200,14 @@ def _reproduction(evidence: Evidence, test, base_cell, voters, rows) -> None:
 
 
 def behaviour_label(cell: Cell) -> str:
-    return f"{cell.exit_code}:{cell.output_hash or content_hash(cell.output)}"
+    return f"{cell.exit_code}:{behaviour_hash(cell.output, cell.output_hash)}"
 
 
 def _behaviour(evidence: Evidence, test, base_cell, voters, rows) -> None:
     if not _ran(base_cell) or base_cell.timed_out:
         return
+    if base_cell.exit_code != 0:
+        _crash_fixed(evidence, test, voters, rows)
     base_label = behaviour_label(base_cell)
     labels: dict[str, str] = {}
     for candidate in voters:
@@ -209,6 +233,16 @@ def _behaviour(evidence: Evidence, test, base_cell, voters, rows) -> None:
         found.behaviour_changed += 1
         found.behaviour_votes += size[label]
         found.behaviour_support += support[label] / max(1, evidence.total_support)
+
+
+def _crash_fixed(evidence: Evidence, test, voters, rows) -> None:
+    """A print-only script that fails at base (most reproduce scripts end in the issue's traceback or a
+    failed assert) is also a pass/fail reproduction test: a candidate under which it exits 0 passes it."""
+    evidence.other_tests += 1
+    for candidate in voters:
+        cell = rows[candidate.id].get(test.id)
+        if _ran(cell) and _passed(cell) and not _authored(test, candidate.id):
+            evidence.candidates[candidate.id].other_passed += 1
 
 
 def _finish(evidence: Evidence) -> Evidence:

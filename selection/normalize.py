@@ -4,6 +4,8 @@ Three levels, each coarser than the last: `patch_id` (whitespace-normalised patc
 id), `patch_key` (the changed lines only, comments and formatting ignored: a fallback when file contents
 are unavailable), and `ast_key` (the syntax tree of the patched files without comments, docstrings and
 layout, computed from the files the matrix runner reads out of the sandbox after applying a candidate).
+Beside the keys, `change_shape` says how alike two different patches are (files and changed lines), so
+that a candidate can be scored by how much of the other proposals' changes it shares.
 Python is parsed with tree-sitter rather than `ast` because the repository's Python (possibly 2.7 or
 3.6) is not the host's, and tree-sitter's grammar accepts every version while still flagging errors.
 """
@@ -14,6 +16,7 @@ import ast
 import re
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 from tree_sitter import Language, Node, Parser
@@ -144,6 +147,46 @@ def patch_key(patch: str) -> str:
             if code:
                 parts.append(line[0] + code)
     return content_hash("patch", *parts)
+
+
+# a test file: its lines say how a candidate checks itself, not what it changes (compared apart)
+_TEST_PATH = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*\.py$|_test\.py$|(^|/)conftest\.py$")
+
+
+@dataclass(frozen=True)
+class ChangeShape:
+    """What a patch changes outside test files: the files, and each removed/added line (comments and
+    whitespace ignored) with its file. Two patches' shapes say how alike the changes are."""
+
+    files: frozenset[str]
+    lines: frozenset[tuple[str, str, str]]
+
+    def similarity(self, other: ChangeShape) -> float:
+        """Mean of the Jaccard overlaps of files and of lines: 1 for the same change, 0 for unrelated ones.
+
+        Files count as well as lines because two fixes in the right place often differ in every line."""
+        return (_jaccard(self.files, other.files) + _jaccard(self.lines, other.lines)) / 2
+
+
+def change_shape(patch: str) -> ChangeShape:
+    files: set[str] = set()
+    lines: set[tuple[str, str, str]] = set()
+    current: str | None = None
+    for line in patch.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        match = _DIFF_GIT.match(line)
+        if match:
+            current = None if _TEST_PATH.search(match.group(2)) else match.group(2)
+            if current is not None:
+                files.add(current)
+        elif current is not None and line[:1] in "+-" and not line.startswith(("+++", "---")):
+            code = "".join(_strip_comment(line[1:]).split())
+            if code:
+                lines.add((current, line[0], code))
+    return ChangeShape(frozenset(files), frozenset(lines))
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def _strip_comment(code: str) -> str:

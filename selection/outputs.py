@@ -13,6 +13,7 @@ import re
 from patchfleet.selection.model import content_hash
 
 OUTPUT_CAP = 16 * 1024  # characters kept per cell: half head, half tail
+_CAP_MARKER = re.compile(r"\n\[\.\.\. \d+ characters omitted \.\.\.\]\n")
 
 _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # memory addresses: <object at 0x7f3a2c1b9d30>, id()s printed in hex
@@ -29,6 +30,8 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # temporary files and folders: /tmp/tmpab12_x, /tmp/pytest-of-root/pytest-3, /var/folders/...
     (re.compile(r"/tmp/tmp[\w.-]+"), "/tmp/tmp?"),
     (re.compile(r"/tmp/pytest-of-[\w-]+/pytest-\d+"), "/tmp/pytest-?"),
+    # traceback frames: a patch that moves code shifts the line numbers of the same crash
+    (re.compile(r'(File "[^"\n]+", line )\d+'), "\\1?"),
     # process ids as printed by Python, shells and loggers
     (re.compile(r"\b(pid|PID|process|Process)([ =:]+)\d+\b"), "\\1\\2<pid>"),
 )
@@ -50,6 +53,19 @@ def cap_output(text: str, limit: int = OUTPUT_CAP) -> str:
     half = limit // 2
     dropped = len(text) - 2 * half
     return f"{text[:half]}\n[... {dropped} characters omitted ...]\n{text[-half:]}"
+
+
+def is_capped(text: str) -> bool:
+    return _CAP_MARKER.search(text) is not None
+
+
+def behaviour_hash(stored: str, recorded_hash: str | None) -> str:
+    """The hash to compare a stored cell's behaviour by: re-normalised from the stored output when it was
+    kept whole (so cells recorded before a pattern was added compare under today's patterns), else the
+    hash recorded over the whole output."""
+    if recorded_hash and is_capped(stored):
+        return recorded_hash
+    return output_hash(normalise_output(stored))
 
 
 def output_hash(normalised: str) -> str:

@@ -13,7 +13,8 @@ verifier, no generated tests, a single candidate) and says so in its reasons.
     agentless    fewest regression failures, then passing a reproduction test (when any candidate
                  does), then the majority over normalised patches (by sources); ties to the shorter patch
     default      ours: usable and parsing, regression failures within `regression_slack` of the best,
-                 then a weighted sum of reproduction, behaviour, AST-majority and verifier evidence
+                 then a weighted sum of reproduction, behaviour, AST-majority, consensus (how much of
+                 the other proposals' changes a candidate shares) and verifier evidence
                  (`DefaultPolicyConfig`, swept by the benchmark); ties to the shorter patch
 """
 
@@ -128,6 +129,7 @@ def _numbers(found: CandidateEvidence) -> dict[str, float | int | None]:
         "behaviour_support": round(found.behaviour_support, 6),
         "group_size": found.group_size,
         "group_support": found.group_support,
+        "consensus": round(found.consensus, 6),
         "verifier": found.verifier,
     }
 
@@ -152,6 +154,7 @@ def _describe(evidence: Evidence, found: CandidateEvidence, numbers: Mapping) ->
     if evidence.regression_tests:
         parts.append(f"{found.regression_failures}/{found.regression_run} regression failures")
     parts.append(f"AST group of {found.group_size} ({found.group_support}/{evidence.total_support} sources)")
+    parts.append(f"consensus {found.consensus:.2f}")
     if found.verifier is not None:
         parts.append(f"verifier {found.verifier:.2f}")
     parts.append(f"{found.size} changed lines")
@@ -285,6 +288,9 @@ class DefaultPolicyConfig(BaseModel):
     harvested: float = Field(1.0, ge=0, description="weight of the share of other reproduction tests passed")
     behaviour: float = Field(1.0, ge=0, description="weight of the behaviour cluster share")
     support: float = Field(1.0, ge=0, description="weight of the AST-majority share of sources")
+    consensus: float = Field(
+        1.0, ge=0, description="weight of the consensus: how much of the other proposals' changes it shares"
+    )
     verifier: float = Field(1.0, ge=0, description="weight of the verifier score")
     regression: float = Field(0.0, ge=0, description="weight of the share of regression tests passed")
     regression_slack: int = Field(0, ge=0, description="regression failures allowed above the best")
@@ -317,6 +323,7 @@ def _features(evidence: Evidence, config: DefaultPolicyConfig) -> dict[str, dict
             "harvested": found.other_passed / evidence.other_tests if evidence.other_tests else 0.0,
             "behaviour": behaviour,
             "support": group / total,
+            "consensus": found.consensus,
             "verifier": neutral if found.verifier is None else found.verifier,
             "regression": found.regression_passed / found.regression_run if found.regression_run else 1.0,
         }
@@ -328,7 +335,7 @@ def default(inputs: SelectionInputs, config: DefaultPolicyConfig | None = None) 
     evidence = gather(inputs)
     features = _features(evidence, config)
     weights = config.model_dump(
-        include={"generated", "harvested", "behaviour", "support", "verifier", "regression"}
+        include={"generated", "harvested", "behaviour", "support", "consensus", "verifier", "regression"}
     )
     total = {cid: sum(weights[name] * value for name, value in f.items()) for cid, f in features.items()}
     usable = [f for f in evidence.candidates.values() if f.applies]

@@ -1,4 +1,4 @@
-"""The execution matrix on a real repository in real containers: cells, flags, behaviour clusters, the
+"""The execution matrix on a real repository in real containers: cells, flags, behaviour hashes, the
 cache (a second run starts no container), and one container per row giving the same cells as one per pair."""
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ import pytest
 
 from patchfleet.selection.execution import (
     PATCH_ERROR,
-    UNCHANGED,
-    behaviour_clusters,
-    behaviour_clusters_by_test,
     run_matrix,
 )
 from patchfleet.selection.matrix_cache import MatrixCache
@@ -26,6 +23,7 @@ from patchfleet.selection.model import (
     TestKind,
     content_hash,
 )
+from patchfleet.selection.outputs import behaviour_hash
 
 pytestmark = pytest.mark.docker
 
@@ -150,15 +148,17 @@ def test_matrix_cells_flags_clusters_cache_and_reuse(docker_backend, repo_image,
     # normalised: no address, pid or timing left, so equal behaviour hashes equal
     right_out = matrix.get(ids["right"], behaviour).output
     assert right_out.startswith("5\n<object object at 0x?>\npid <pid> took <t> seconds"), right_out
-    clusters = behaviour_clusters(matrix, tests["behaviour"])
-    assert clusters[ids["right"]] == clusters[ids["variant"]] != clusters[ids["wrong"]]
-    assert clusters[ids["right"]].startswith("changed-")
-    assert clusters[ids["broken"]] == "error"
-    assert BASE not in clusters
-    assert behaviour_clusters_by_test(matrix, list(tests.values())) == {behaviour: clusters}
-    # the same failure as BASE's (same traceback, same exit code) is "unchanged"
-    assert behaviour_clusters(matrix, regression)[ids["wrong"]] == UNCHANGED
-    assert behaviour_clusters(matrix, regression)[ids["right"]] != UNCHANGED
+
+    # behaviour: equal changes hash equal (evidence.py clusters by these), another change does not
+    def signature(candidate_id, test):
+        found = matrix.get(candidate_id, test if isinstance(test, str) else test.id)
+        return (found.exit_code, behaviour_hash(found.output, found.output_hash))
+
+    assert signature(ids["right"], tests["behaviour"]) == signature(ids["variant"], tests["behaviour"])
+    assert signature(ids["right"], tests["behaviour"]) != signature(ids["wrong"], tests["behaviour"])
+    # the same failure as BASE's (same traceback, same exit code) is no change of behaviour
+    assert signature(ids["wrong"], regression) == signature(BASE, regression)
+    assert signature(ids["right"], regression) != signature(BASE, regression)
 
     # checks: how each applied, the flags and the AST key
     checks = run.checks

@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from patchfleet.errors import DataError
-from patchfleet.selection.execution import UNCHANGED, behaviour_clusters
 from patchfleet.selection.matrix_cache import MatrixCache
-from patchfleet.selection.model import BASE, Cell, Matrix
+from patchfleet.selection.model import Cell
 from patchfleet.selection.outputs import cap_output, normalise_output, output_hash
 
 IMAGE = "patchfleet/inst:x-0123"
@@ -106,23 +105,3 @@ def test_output_normalisation_strips_what_differs_between_identical_runs():
     assert normalise_output("3 items") == "3 items"
     capped = cap_output("a" * 100 + "b" * 100, limit=50)
     assert capped.startswith("a" * 25) and capped.endswith("b" * 25) and "150 characters omitted" in capped
-
-
-def test_behaviour_clusters_group_equal_changes_and_name_unchanged_and_errors():
-    matrix = Matrix(
-        instance_id="i-1",
-        cells=[
-            cell(BASE, "t", 0, "-1"),
-            cell("right", "t", 0, "5"),
-            cell("variant", "t", 0, "5"),
-            cell("crash", "t", 1, "5"),  # the same words with another exit code: another behaviour
-            cell("noop", "t", 0, "-1"),
-            cell("broken", "t", None, error="patch does not apply"),
-            cell("right", "other", 0, "x"),
-        ],
-    )
-    labels = behaviour_clusters(matrix, "t")
-    assert labels["right"] == labels["variant"] != labels["crash"]
-    assert labels["noop"] == UNCHANGED and labels["broken"] == "error" and BASE not in labels
-    without_base = Matrix(instance_id="i-1", cells=[c for c in matrix.cells if c.candidate_id != BASE])
-    assert behaviour_clusters(without_base, "t")["noop"].startswith("output-")

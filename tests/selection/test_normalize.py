@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from patchfleet.selection.normalize import (
     ast_key,
+    change_shape,
     changed_files,
     hunks_consistent,
     normalise_patch,
@@ -129,3 +130,20 @@ def test_changed_files_lists_new_modified_deleted_and_renamed_paths():
     assert changed_files(patch) == {"src/m.py": True, "new.py": True, "gone.py": False, "moved.py": True}
     plain = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"
     assert changed_files(plain) == {"x.py": True}
+
+
+def _diff(path: str, removed: str, added: str) -> str:
+    return f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-{removed}\n+{added}\n"
+
+
+def test_change_shape_compares_files_and_lines_ignoring_layout_comments_and_tests():
+    fix = change_shape(_diff("pkg/m.py", "x = a+b", "x = a - b"))
+    same = change_shape(
+        _diff("pkg/m.py", "x = a + b  # old", "x  =  a-b") + _diff("tests/test_m.py", "", "t()")
+    )
+    assert fix.similarity(same) == 1.0  # whitespace, comments and the added test do not count
+    elsewhere = change_shape(_diff("pkg/m.py", "x = a+b", "x = b - a"))
+    assert fix.similarity(elsewhere) == 0.5 + 0.5 * (1 / 3)  # same file; shares the removed line only
+    unrelated = change_shape(_diff("pkg/other.py", "y = 1", "y = 2"))
+    assert fix.similarity(unrelated) == 0.0
+    assert fix.similarity(elsewhere) == elsewhere.similarity(fix)

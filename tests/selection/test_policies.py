@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 
+from patchfleet.selection.evidence import gather
 from patchfleet.selection.model import (
     BASE,
     Candidate,
@@ -130,7 +131,8 @@ def test_reasons_name_the_deciding_criterion():
     assert "on reproduction (passes vs fails)" in POLICIES["agentless"](full_inputs()).reasons[0]
     decision = default(full_inputs())
     assert "on score" in decision.reasons[0]
-    assert "score 3.567 = 2*1.00 generated" in decision.reasons[1]  # the weighted sum, term by term
+    total = decision.scores[decision.chosen]["score"]
+    assert f"score {total:.3f} = 2*1.00 generated" in decision.reasons[1]  # the weighted sum, term by term
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -329,3 +331,69 @@ def test_hybrid_with_a_simulated_verifier_runs_through_every_policy():
     case = case.model_copy(update={"verifier": simulated_verifier(INSTANCE, labels, 0.9, seed=1)})
     for policy in POLICIES.values():
         assert policy(case).chosen == RIGHT.id
+
+
+def _made(tag: str, body: str, sources: int = 1) -> Candidate:
+    text = f"diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n{body}"
+    return Candidate(
+        id=content_hash(text),
+        instance_id=INSTANCE,
+        patch=text,
+        sources=tuple(CandidateSource(kind="predictions", name=f"{tag}{i}", ref=tag) for i in range(sources)),
+    )
+
+
+def test_without_tests_default_prefers_the_change_the_others_share():
+    # no two patches are the same, so no AST majority; two of three fix the same line the same way
+    a = _made("a", "-x = f(1)\n+x = g(1)\n-y = 2\n+y = 3\n")
+    b = _made("b", "-x = f(1)\n+x = g(1)\n")
+    outlier = _made("c", "-z = 0\n")  # the shortest: what a size tie-break alone would pick
+    decision = default(inputs([outlier, a, b], [], []))
+    assert decision.chosen == b.id, decision.reasons
+    assert decision.scores[b.id]["consensus"] > decision.scores[outlier.id]["consensus"] == 0.5
+    assert any("consensus" in reason for reason in decision.reasons[1:])
+    # with the weight off, the shortest patch wins the tie again
+    assert (
+        make_default(DefaultPolicyConfig(consensus=0.0))(inputs([outlier, a, b], [], [])).chosen == outlier.id
+    )
+
+
+def test_a_script_that_crashes_at_base_is_passed_by_the_candidates_under_which_it_exits_0():
+    right, wrong = candidate("right", 3), candidate("wrong", 1)
+    script = make_test("python reproduce.py", TestKind.HARVESTED, Contract.BEHAVIOUR)
+    crash = 'Traceback (most recent call last):\n  File "/testbed/m.py", line {}, in f\nTypeError: bad'
+    cells = [
+        cell(BASE, script, 1, crash.format(10)),
+        cell(right.id, script, 0, "ok"),
+        # the same crash, only moved down by the patch: neither a pass nor a change of behaviour
+        cell(wrong.id, script, 1, crash.format(14)),
+    ]
+    evidence = gather(inputs([right, wrong], [script], cells))
+    assert evidence.other_tests == 1
+    assert evidence.candidates[right.id].other_passed == 1 and evidence.candidates[wrong.id].other_passed == 0
+    assert evidence.candidates[wrong.id].behaviour_changed == 0
+    assert evidence.candidates[right.id].behaviour_changed == 1
+    for name in POLICIES:
+        assert POLICIES[name](inputs([right, wrong], [script], cells)).chosen == right.id, name
+
+
+def test_behaviour_clusters_group_equal_changes_and_leave_out_unchanged_crashed_and_errors():
+    names = ("right", "variant", "other", "noop", "crash", "broken")
+    found = {name: candidate(name, 2) for name in names}
+    script = make_test("python show.py", TestKind.HARVESTED, Contract.BEHAVIOUR)
+    outputs = {
+        "right": (0, "5"),
+        "variant": (0, "5"),
+        "other": (0, "6"),
+        "noop": (0, "-1"),
+        "crash": (1, "5"),
+    }
+    cells = [cell(BASE, script, 0, "-1")]
+    cells += [cell(found[n].id, script, code, out) for n, (code, out) in outputs.items()]
+    cells.append(cell(found["broken"].id, script, None, error="patch does not apply"))
+    evidence = gather(inputs(list(found.values()), [script], cells))
+    labels = evidence.clusters[script.id]
+    assert labels[found["right"].id] == labels[found["variant"].id] != labels[found["other"].id]
+    # unchanged output, a crash where base ran, and a cell that could not run take no part
+    assert set(labels) == {found[n].id for n in ("right", "variant", "other")}
+    assert evidence.candidates[found["right"].id].behaviour_votes == 2
