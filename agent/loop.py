@@ -32,12 +32,24 @@ from patchfleet.agent.patch import exclude_new_files
 from patchfleet.agent.trajectory import RUNNING, TRAJECTORY_FORMAT
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import Task
-from patchfleet.errors import AgentError, ConfigError, InfrastructureError, PatchfleetError
+from patchfleet.errors import (
+    AgentError,
+    ConfigError,
+    InfrastructureError,
+    PatchfleetError,
+    SandboxResourceError,
+)
 from patchfleet.sandbox.base import ExecResult, Sandbox
+
+# a sandbox stopped for going over its own budget (disk writes, files): the trajectory did that, and a
+# retry would do it again, so it is an outcome; the host running short (host_reserve) is not its doing
+OWN_BUDGETS = frozenset({"disk", "files"})
 
 
 def error_kind(exc: BaseException) -> str:
     """infrastructure (retry the trajectory), agent (a real outcome), config (fix and rerun), internal."""
+    if isinstance(exc, SandboxResourceError) and exc.budget in OWN_BUDGETS:
+        return "agent"
     if isinstance(exc, InfrastructureError):
         return "infrastructure"
     if isinstance(exc, AgentError):

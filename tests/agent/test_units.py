@@ -167,3 +167,13 @@ def test_unreadable_trajectory_is_a_data_error(tmp_path: Path) -> None:
     broken.write_text("{}")
     with pytest.raises(DataError, match="messages"):
         read_trajectory(broken)
+
+
+def test_a_sandbox_over_its_own_budget_is_an_outcome_and_a_short_host_is_infrastructure() -> None:
+    from patchfleet.agent.loop import error_kind
+    from patchfleet.errors import SandboxCrashed, SandboxResourceError
+
+    assert error_kind(SandboxResourceError("wrote 5 GiB", budget="disk")) == "agent"  # a retry repeats it
+    assert error_kind(SandboxResourceError("60,000 files", budget="files")) == "agent"
+    assert error_kind(SandboxResourceError("host short", budget="host_reserve")) == "infrastructure"
+    assert error_kind(SandboxCrashed("gone")) == "infrastructure"
