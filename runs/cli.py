@@ -10,20 +10,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from patchfleet.errors import ConfigError, PatchfleetError
+from patchfleet.errors import PatchfleetError
 from patchfleet.runs.options import (
     ConfigFile,
     Dataset,
-    Images,
+    DockerHost,
     InstanceIds,
     Layout,
     Mirrors,
     Recipes,
-    RequiredInstanceIds,
     Sets,
     SpreadCommand,
     VersionOption,
 )
+from patchfleet.runs.options import fail as _fail
 
 app = typer.Typer(
     help="Resolve software issues with many sandboxed trajectories and a hybrid selector.",
@@ -34,16 +34,6 @@ images_app = typer.Typer(help="Build, list and prune patchfleet's layered images
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(images_app, name="images")
 console = Console()
-
-DockerHost = Annotated[str | None, typer.Option(help="Docker engine URL (default: DOCKER_HOST or local)")]
-
-
-def _fail(exc: PatchfleetError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    log = getattr(exc, "log", "")
-    if log:
-        console.print(log[-3000:], markup=False, highlight=False)
-    return typer.Exit(code=2)
 
 
 def _log(line: str) -> None:
@@ -208,196 +198,12 @@ def _options(version: VersionOption = False) -> None:
     """Resolve software issues with many sandboxed trajectories and a hybrid selector."""
 
 
-@app.command("eval", cls=SpreadCommand)
-def evaluate(
-    predictions: Annotated[str, typer.Option(help="predictions .jsonl / .json (list or dict), or `gold`")],
-    dataset: Annotated[
-        str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
-    ],
-    instance_ids: InstanceIds = None,
-    workers: Annotated[int, typer.Option(min=1, help="instances evaluated at once")] = 1,
-    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
-    layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
-    out: Annotated[
-        Path,
-        typer.Option(
-            help="laid out as the harness's working directory: the report <model>.<run_id>.json, "
-            "logs in logs/run_evaluation/<run_id>/<model>/<id>/, the verdict cache in verdicts/"
-        ),
-    ] = Path("out/eval"),
-    run_id: Annotated[str, typer.Option(help="names the run's report and log folder")] = "patchfleet",
-    recipes: Annotated[
-        Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")
-    ] = None,
-    network: Annotated[
-        str, typer.Option(help="test containers' network: bridge (as the harness) or none")
-    ] = "bridge",
-    images: Images = "auto",
-    pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
-    docker_host: DockerHost = None,
-) -> None:
-    """Evaluate predictions with the hidden tests; verdicts as the official SWE-bench harness gives them."""
-    from patchfleet.data.recipes import load_specs, recipe_for
-    from patchfleet.runs import validate
-    from patchfleet.runs.evaluation import Evaluator, run_evaluation, run_report_path
+# Evaluation and trajectories; their wiring lives in runs/eval_command.py and runs/trajectories_command.py.
+from patchfleet.runs.eval_command import evaluate as _eval_command  # noqa: E402
+from patchfleet.runs.trajectories_command import trajectories as _trajectories_command  # noqa: E402
 
-    def skipped(error: Exception) -> None:
-        console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
-
-    try:  # every input is checked before the first image is built
-        network_mode = validate.network(network)
-        image_mode = validate.images(images)
-        loaded = validate.tasks(dataset, instance_ids)
-        for error in loaded.errors:
-            skipped(error)
-        found = validate.predictions(predictions, loaded, dataset, skipped)
-        source = _repo_source(mirrors, layout, None)
-        validate.source(source, {task.repo for task in loaded.tasks if task.id in found})
-        specs = load_specs(recipes)
-        evaluator = Evaluator(
-            _backend(docker_host),
-            source,
-            out,
-            allow_pull=pull,
-            recipes=lambda task: recipe_for(task, source, specs),
-            network=network_mode,
-            run_id=run_id,
-            images=image_mode,
-            specs=specs,
-            log=lambda line: console.print(line, markup=False, highlight=False),
-        )
-        validate.official_images(evaluator.official, found.keys() & {task.id for task in loaded.tasks})
-        summary = run_evaluation(
-            evaluator,
-            loaded.tasks,
-            loaded.eval_specs,
-            found,
-            workers=workers,
-            run_id=run_id,
-            dataset_ids=[task.id for task in loaded.tasks],  # the dataset, or the ids asked for
-        )
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc
-    console.print(
-        f"resolved {summary['resolved_instances']} / {summary['submitted_instances']} submitted "
-        f"({summary['unresolved_instances']} unresolved, {summary['error_instances']} errors); "
-        f"report in {run_report_path(out, run_id, next(iter(found.values())).model_name_or_path)}"
-    )
-
-
-@app.command(cls=SpreadCommand)
-def trajectories(
-    dataset: Annotated[
-        str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or a HF dataset name")
-    ],
-    instance_ids: RequiredInstanceIds,
-    n: Annotated[int, typer.Option(min=1, help="trajectories per task")] = 4,
-    config: Annotated[Path | None, typer.Option(help="agent config YAML")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="dotted override, e.g. limits.step_limit=50")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
-    api_base: Annotated[str | None, typer.Option(help="the model's endpoint")] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="environment variable that holds the API key")
-    ] = None,
-    temperatures: Annotated[
-        str | None, typer.Option(help="comma-separated, cycled over the trajectories")
-    ] = None,
-    start_spread: Annotated[
-        float, typer.Option(min=0.0, help="seconds over which the N starts are spread (about one latency)")
-    ] = 0.0,
-    max_llm_calls: Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")] = None,
-    max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live sandboxes at once")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="tasks at once")] = 1,
-    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
-    layout: Annotated[str, typer.Option(help="mirror path layout")] = "{owner}/{name}.git",
-    local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
-    recipes: Annotated[
-        Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="trajectory files and outcomes go here")] = Path(
-        "out/trajectories"
-    ),
-    pull: Annotated[bool, typer.Option(help="try a registry before building base images")] = True,
-    images: Images = "auto",
-    docker_host: DockerHost = None,
-) -> None:
-    """Run N trajectories per task in parallel, each in its own sandbox; write them and their outcomes."""
-    import threading
-
-    from patchfleet.data.loaders import load_tasks
-    from patchfleet.data.recipes import load_specs, recipe_for
-    from patchfleet.runs import trajectories as runner
-    from patchfleet.runs import validate
-    from patchfleet.sandbox.images import ImageBuilder
-    from patchfleet.sandbox.official import OfficialImages
-
-    try:
-        image_mode = validate.images(images)
-        if mirrors and local:
-            raise ConfigError("give --mirrors or --local, not both")
-        agent = runner.load_agent_config(
-            config, set_ or [], model=model, api_base=api_base, api_key_env=api_key_env
-        )
-        parallel = runner.parallel_config(n, temperatures, start_spread)
-        loaded = load_tasks(dataset, instance_ids=instance_ids)
-        for error in loaded.errors:
-            console.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
-        if loaded.missing_ids:
-            raise ConfigError(
-                f"unknown or invalid instance id(s) in {dataset}: {', '.join(loaded.missing_ids)}"
-            )
-        runner.check_models(agent, parallel)
-        source = _repo_source(mirrors, layout, local)
-        validate.source(source, {task.repo for task in loaded.tasks})
-        specs = load_specs(recipes)
-        backend = _backend(docker_host)
-        builder = ImageBuilder(backend, repo_source=source, allow_pull=pull, log=_log)
-        official = OfficialImages(builder, image_mode)
-        validate.official_images(official, [task.id for task in loaded.tasks])
-        documents = runner.run_tasks(
-            loaded.tasks,
-            agent,
-            parallel,
-            backend=backend,
-            builder=builder,
-            official=official,
-            recipe=lambda task: recipe_for(task, source, specs),
-            out_dir=out,
-            workers=workers,
-            llm_limiter=threading.BoundedSemaphore(max_llm_calls) if max_llm_calls else None,
-            sandbox_limiter=threading.BoundedSemaphore(max_sandboxes) if max_sandboxes else None,
-        )
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc
-    _print_outcomes(documents, out)
-
-
-def _print_outcomes(documents: list[dict], out: Path) -> None:
-    table = Table("task", "#", "status", "steps", "cost", "temp", "patch", "error")
-    rows = [(doc["instance_id"], r) for doc in documents for r in doc["trajectories"]]
-    for task_id, r in rows:
-        lines = r["patch"].splitlines()
-        added = sum(line.startswith("+") and not line.startswith("+++") for line in lines)
-        removed = sum(line.startswith("-") and not line.startswith("---") for line in lines)
-        colour = "green" if r["exit_status"] == "Submitted" else "yellow" if not r["error"] else "red"
-        table.add_row(
-            task_id,
-            str(r["index"]),
-            f"[{colour}]{r['exit_status']}[/]",
-            str(r["steps"]),
-            f"${r['cost']:.4f}",
-            "" if r["temperature"] is None else f"{r['temperature']:g}",
-            f"+{added} -{removed}" if lines else "",
-            (r["error"] or {}).get("message", "")[:80],
-        )
-    console.print(table)
-    submitted = sum(r["exit_status"] == "Submitted" for _, r in rows)
-    console.print(
-        f"{submitted} / {len(rows)} trajectories submitted over {len(documents)} task(s); "
-        f"outcomes in {out}/<instance>/outcomes.json"
-    )
+app.command("eval", cls=SpreadCommand)(_eval_command)
+app.command("trajectories", cls=SpreadCommand)(_trajectories_command)
 
 
 class _BatchCommand(SpreadCommand):

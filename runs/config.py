@@ -25,6 +25,7 @@ from patchfleet.agent.config import (
 )
 from patchfleet.agent.parallel import ParallelConfig
 from patchfleet.errors import ConfigError
+from patchfleet.sandbox.base import Network
 from patchfleet.sandbox.config import DockerConfig
 from patchfleet.selection.pipeline import SelectionConfig
 
@@ -81,6 +82,8 @@ class RunConfig(BaseModel):
     db: str | None = None  # SQLAlchemy URL of the ledger; None: SQLite in the output folder
     evaluate: bool = False  # evaluate the predictions with the hidden tests (benchmarks only)
     eval_workers: int = Field(1, ge=1)
+    # the hidden tests' containers: bridge, as the harness (some suites need the network), or none
+    eval_network: Network = Network.BRIDGE
 
     @classmethod
     def load(
@@ -88,18 +91,31 @@ class RunConfig(BaseModel):
         path: str | Path | None = None,
         overrides: Sequence[str] = (),
         shorthands: Mapping[str, Any] | None = None,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        agent_at_top: bool = False,
+        label: str = "run config",
     ) -> RunConfig:
-        """Defaults <- YAML file <- `shorthands` (flag values by dotted key; None means "not given")
-        <- `overrides` (`key=value`, values parsed as YAML)."""
+        """Defaults <- the command's `defaults` (dotted keys, e.g. its own output folder) <- YAML file <-
+        `shorthands` (flag values by dotted key; None means "not given") <- `overrides` (`key=value`,
+        values parsed as YAML).
+
+        `agent_at_top`: keys of the agent config at the top level of the file or of an override
+        (`model`, `limits`, ...) are read as `agent.` keys, so an agent config file and agent-relative
+        `--set` keys keep working where a command took those before (`patchfleet trajectories`)."""
         data: dict[str, Any] = {"agent": default_config_data()}
+        for override in shorthand_overrides(defaults or {}):
+            apply_override(data, override)
         if path is not None:
             try:
                 user = yaml.safe_load(Path(path).read_text()) or {}
             except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"cannot read run config {path}: {exc}") from exc
+                raise ConfigError(f"cannot read {label} {path}: {exc}") from exc
             if not isinstance(user, dict):
-                raise ConfigError(f"run config {path}: expected a mapping at the top level")
-            data = deep_merge(data, user)
+                raise ConfigError(f"{label} {path}: expected a mapping at the top level")
+            data = deep_merge(data, lift_agent_keys(user) if agent_at_top else user)
+        if agent_at_top:
+            overrides = [lift_agent_override(override) for override in overrides]
         for override in [*shorthand_overrides(shorthands or {}), *overrides]:
             apply_override(data, override)
         try:
@@ -113,6 +129,23 @@ class RunConfig(BaseModel):
     def public(self) -> dict[str, Any]:
         """The config as written into the run folder: JSON, secrets masked (pydantic's SecretStr)."""
         return self.model_dump(mode="json")
+
+
+# an agent config's top-level keys; none is also a RunConfig key (a test holds it), so moving them under
+# `agent` is unambiguous
+AGENT_KEYS = frozenset(AgentConfig.model_fields)
+
+
+def lift_agent_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`{model: ..., limits: ..., workers: 2}` -> `{agent: {model: ..., limits: ...}, workers: 2}`."""
+    lifted = {key: value for key, value in data.items() if key not in AGENT_KEYS}
+    agent = {key: value for key, value in data.items() if key in AGENT_KEYS}
+    return deep_merge(lifted, {"agent": agent}) if agent else lifted
+
+
+def lift_agent_override(override: str) -> str:
+    """`model.pricing.mode=free` -> `agent.model.pricing.mode=free`; other keys unchanged."""
+    return f"agent.{override}" if override.partition("=")[0].split(".")[0] in AGENT_KEYS else override
 
 
 def shorthand_overrides(values: Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Command-line option types that several commands share, and the official harness's conventions.
+"""Command-line option types that several commands share, the official harness's conventions, and
+`fail`: the one place a command's errors become messages (one line, exit code 2).
 
 `--instance-ids a b c` takes every value up to the next option, as the harness's `--instance_ids`
 (argparse `nargs="+"`) does; click has no such option, so `SpreadCommand` rewrites the arguments to
@@ -8,14 +9,19 @@ A command opts in with `@app.command(cls=SpreadCommand)` and declares the option
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import click
 import typer
+from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand
+
+from patchfleet.errors import PatchfleetError
 
 # options that take several values after one flag; values run until the next option or `--`
 SPREAD_OPTIONS = frozenset({"--instance-ids"})
@@ -28,20 +34,12 @@ InstanceIds = Annotated[
     ),
 ]
 
-RequiredInstanceIds = Annotated[
-    list[str],
-    typer.Option(
-        "--instance-ids",
-        help="tasks to run: space-separated after one flag (as the harness), or the flag repeated",
-    ),
-]
-
 Images = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--images",
-        help="auto: the official SWE-bench image (swebench/sweb.eval.x86_64.<id>, conda env testbed) when "
-        "present or pullable, else ours; official: only official images; local: always ours",
+        help="auto (default): the official SWE-bench image (swebench/sweb.eval.x86_64.<id>, conda env "
+        "testbed) when present or pullable, else ours; official: only official images; local: always ours",
     ),
 ]
 
@@ -107,7 +105,39 @@ Dataset = Annotated[
 Mirrors = Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")]
 Layout = Annotated[str | None, typer.Option(help="mirror path layout, e.g. '{owner}+{name}/repo'")]
 Recipes = Annotated[Path | None, typer.Option(help="JSON specs {repo: {version: spec}} for more repos")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="config YAML")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="run config YAML (RunConfig); flags and --set override it")
+]
 Sets = Annotated[
     list[str] | None, typer.Option("--set", help="dotted override key=value (repeatable), e.g. parallel.n=8")
 ]
+Local = Annotated[Path | None, typer.Option(help="a local git checkout as the source")]
+Pull = Annotated[bool | None, typer.Option("--pull/--no-pull", help="try a registry for base images")]
+DockerHost = Annotated[str | None, typer.Option(help="Docker engine URL (default: DOCKER_HOST or local)")]
+Model = Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")]
+ApiBase = Annotated[str | None, typer.Option(help="the model's endpoint")]
+ApiKeyEnv = Annotated[str | None, typer.Option(help="environment variable that holds the API key")]
+Temperatures = Annotated[str | None, typer.Option(help="comma-separated, cycled over the trajectories")]
+MaxLlmCalls = Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")]
+MaxSandboxes = Annotated[int | None, typer.Option(min=1, help="live agent sandboxes at once")]
+
+error_console = Console()
+
+
+def fail(exc: PatchfleetError) -> typer.Exit:
+    """The one place an error becomes what the user reads: `error: <message>` on one line (plus the
+    tail of the build log an error may carry), and exit code 2. Raise what it returns."""
+    error_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    log = getattr(exc, "log", "")
+    if log:
+        error_console.print(log[-3000:], markup=False, highlight=False)
+    return typer.Exit(code=2)
+
+
+@contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """`with errors_as_messages():` around a command's work: every `PatchfleetError` goes to `fail`."""
+    try:
+        yield
+    except PatchfleetError as exc:
+        raise fail(exc) from exc

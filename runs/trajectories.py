@@ -1,5 +1,6 @@
-"""`patchfleet trajectories`: N parallel trajectories per task, each in its own Docker sandbox, and an
-outcomes file per task. Wiring only: images, sandboxes and the agent do the work.
+"""N parallel trajectories per task, each in its own Docker sandbox, and an outcomes file per task: what
+`patchfleet trajectories` (runs/trajectories_command.py) runs. Wiring only: images, sandboxes and the
+agent do the work.
 
 A task whose image cannot be made fails its own trajectories (each row says why) and never the others;
 a failed trajectory is an outcome, never an exception (see `agent.parallel`).
@@ -8,19 +9,16 @@ a failed trajectory is an outcome, never an exception (see `agent.parallel`).
 from __future__ import annotations
 
 import functools
-import json
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from patchfleet.agent import (
     AgentConfig,
     ErrorInfo,
-    LitellmModelConfig,
     ParallelConfig,
     TrajectoryOutcome,
     plan,
@@ -33,40 +31,12 @@ from patchfleet.atomic import write_json_atomic
 from patchfleet.data.recipes import Recipe
 from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
-from patchfleet.sandbox.base import SandboxSpec
+from patchfleet.sandbox.config import DockerConfig
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.sandbox.official import OfficialImages
 
 OUTCOMES_FILE = "outcomes.json"
-
-
-def load_agent_config(
-    path: Path | None,
-    overrides: Sequence[str] = (),
-    *,
-    model: str | None = None,
-    api_base: str | None = None,
-    api_key_env: str | None = None,
-) -> AgentConfig:
-    """The agent config; `model`/`api_base` are shorthands for `model.type=litellm`, `model.model=...`,
-    `model.api_base=...`, applied before `overrides` so that `--set model.pricing.mode=...` refines them."""
-    shorthands = []
-    if model:  # JSON-quoted: a YAML-parsed override would read some model names as numbers or booleans
-        shorthands += ["model.type=litellm", f"model.model={json.dumps(model)}"]
-    if api_base:
-        shorthands.append(f"model.api_base={json.dumps(api_base)}")
-    config = AgentConfig.load(path, overrides=[*shorthands, *overrides])
-    if api_key_env:
-        if not isinstance(config.model, LitellmModelConfig):
-            raise ConfigError("--api-key-env needs a litellm model (--model or model.type=litellm)")
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise ConfigError(f"--api-key-env: the environment variable {api_key_env} is not set")
-        config = config.model_copy(
-            update={"model": config.model.model_copy(update={"api_key": SecretStr(key)})}
-        )
-    return config
 
 
 def parallel_config(n: int, temperatures: str | None, start_spread: float = 0.0) -> ParallelConfig:
@@ -100,6 +70,7 @@ def run_tasks(
     llm_limiter: Limiter | None = None,
     sandbox_limiter: Limiter | None = None,
     official: OfficialImages | None = None,
+    sandbox_config: DockerConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Every task's outcomes document, in task order; `workers` tasks at once share the limiters."""
     one = functools.partial(
@@ -113,6 +84,7 @@ def run_tasks(
         llm_limiter=llm_limiter,
         sandbox_limiter=sandbox_limiter,
         official=official,
+        sandbox_config=sandbox_config,
     )
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task") as pool:
         return list(pool.map(one, tasks))
@@ -130,9 +102,11 @@ def run_task(
     llm_limiter: Limiter | None = None,
     sandbox_limiter: Limiter | None = None,
     official: OfficialImages | None = None,
+    sandbox_config: DockerConfig | None = None,
 ) -> dict[str, Any]:
-    """One task: its image (the official one when `official` finds it, else ours), its N trajectories,
-    then `<out>/<id>/outcomes.json`."""
+    """One task: its image (the official one when `official` finds it, else ours), its N trajectories
+    in sandboxes with `sandbox_config`'s network and limits, then `<out>/<id>/outcomes.json`."""
+    sandbox_config = sandbox_config or DockerConfig()
     image = ""
     try:
         found = official.for_task(task.id) if official is not None else None
@@ -144,7 +118,7 @@ def run_task(
 
         def sandbox(index: int):
             labels = {"role": "agent", "task": task.id, "trajectory": str(index)}
-            return backend.start(SandboxSpec(image=image, labels=labels, env=env))
+            return backend.start(sandbox_config.spec(image, labels, env=env))
 
         outcomes = run_parallel(
             task,

@@ -198,3 +198,19 @@ def test_batch_with_an_override_that_is_not_yaml(dataset, tmp_path, no_engine):
 
     loaded = RunConfig.load(None, [f'agent.model={{type: replay, path: "{path}"}}'])
     assert str(loaded.agent.model.path) == path
+
+
+def test_eval_and_trajectories_read_a_run_config_and_set_overrides(dataset, tmp_path, no_engine):
+    missing = tmp_path / "no-mirrors"
+    run = tmp_path / "run.yaml"
+    run.write_text(json.dumps({"data": {"mirrors": str(missing)}}))  # JSON is YAML
+    eval_args = ["eval", "--predictions", "gold", "--config", str(run), *no_engine]
+    one_line([*eval_args, "--set", f"data.dataset={dataset}"], f"--mirrors {missing}", "no such directory")
+    one_line(eval_args, "no dataset", "data.dataset")
+    # trajectories: an agent config (its keys at the top level) still works as --config
+    gone = tmp_path / "gone.traj.json"
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(json.dumps({"model": {"type": "replay", "path": str(gone)}}))
+    args = ["trajectories", "--config", str(agent), "--set", f"data.dataset={dataset}", *no_engine]
+    one_line([*args, "--instance-ids", "local__calc-1"], f"replay trajectory {gone}", "no such file")
+    one_line(args, "no instance ids", "--instance-ids")

@@ -4,13 +4,17 @@ every SandboxSpec; secrets never reach the run folder; bad input is a one-line e
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from patchfleet.errors import ConfigError
 from patchfleet.runs.cli import app
-from patchfleet.runs.config import RunConfig, with_api_key
+from patchfleet.runs.config import AGENT_KEYS, RunConfig, with_api_key
+from patchfleet.runs.eval_command import DEFAULTS as EVAL_DEFAULTS
+from patchfleet.runs.eval_command import eval_shorthands
+from patchfleet.runs.trajectories_command import trajectories_shorthands
 from patchfleet.runs.wiring import batch_shorthands
 from patchfleet.sandbox.base import Network
 
@@ -113,3 +117,40 @@ def test_candidates_and_models_take_several_values_after_one_flag(tmp_path):
     result = CliRunner().invoke(app, argv, env={"COLUMNS": "300", "OPENAI_API_KEY": "dummy"})
     assert result.exit_code == 2, result.output
     assert f"--candidates {tmp_path / 'missing.jsonl'}: no such file" in result.output
+
+
+def test_agent_config_keys_are_not_run_config_keys():
+    # what lets `trajectories` read an agent config's top-level keys as the `agent` section
+    assert AGENT_KEYS and not AGENT_KEYS & set(RunConfig.model_fields)
+
+
+def test_eval_and_trajectories_flags_are_run_config_keys(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("outputs: {dir: runs/x}\neval_workers: 3\nworkers: 2\n")
+    flags = eval_shorthands(
+        **dict.fromkeys(("dataset", "instance_ids", "mirrors", "recipes", "images", "docker_host"))
+        | {"workers": None, "layout": "{name}", "out": None, "run_id": "r", "network": "none", "pull": False}
+    )
+    config = RunConfig.load(path, ["eval_workers=4"], flags, defaults=EVAL_DEFAULTS)
+    assert (config.outputs.dir, config.outputs.run_id, config.eval_workers) == (Path("runs/x"), "r", 4)
+    assert (config.eval_network, config.sandbox.allow_pull) == (Network.NONE, False)
+    assert config.data.layout == "{name}"
+    assert RunConfig.load(None, [], flags, defaults=EVAL_DEFAULTS).outputs.dir == Path("out/eval")
+
+    flags = trajectories_shorthands(
+        **dict.fromkeys(("dataset", "api_base", "mirrors", "layout", "local", "recipes", "out", "pull"))
+        | dict.fromkeys(("images", "docker_host", "max_llm_calls", "workers", "start_spread"))
+        | {"instance_ids": ["a-1"], "n": 2, "model": "openai/m", "temperatures": "0,0.5", "max_sandboxes": 3}
+    )
+    # an agent config file and agent-relative --set keys, as the command took them before RunConfig
+    agent = tmp_path / "agent.yaml"
+    agent.write_text("limits: {step_limit: 9}\nworkers: 2\n")
+    config = RunConfig.load(
+        agent, ["model.pricing.mode=free", "scratch_dir=/s.d", "sandbox.cpus=2"], flags, agent_at_top=True
+    )
+    assert (config.agent.limits.step_limit, config.agent.scratch_dir, config.workers) == (9, "/s.d", 2)
+    assert config.agent.model.model == "openai/m" and config.agent.model.pricing.mode == "free"
+    assert (config.parallel.n, config.parallel.temperatures, config.max_sandboxes) == (2, [0.0, 0.5], 3)
+    assert (config.data.instance_ids, config.sandbox.cpus) == (["a-1"], 2.0)
+    with pytest.raises(ConfigError, match="Extra inputs"):  # elsewhere an agent key needs its section
+        RunConfig.load(None, ["scratch_dir=/s"])
