@@ -3,7 +3,8 @@ at once, with a model whose every call takes a fixed latency (the fake OpenAI se
 litellm client) and every command running in a real Docker sandbox.
 
     LITELLM_LOCAL_MODEL_COST_MAP=True python benchmarks/agent_overhead.py \
-        --out bench-results/agent_overhead.json [--latency 1.0] [--steps 42] [--concurrency 32]
+        --out benchmarks/results/agent_overhead/agent_overhead.json \
+        [--latency 1.0] [--steps 42] [--concurrency 32]
 
 The fake server lives with the tests (`tests/fakes/openai_server.py`, a test fake, not part of the
 installed package); this script imports it through the checkout's `tests/` folder, so it runs from a

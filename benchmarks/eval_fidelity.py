@@ -2,16 +2,17 @@
 `candidates_dev.jsonl`, evaluated in our environments, against the official `resolved` flags.
 
     python benchmarks/eval_fidelity.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \
-        --out bench-results/eval_fidelity.json [--limit 10] [--workers 2] [--no-candidates] \
-        [--verdicts benchmarks/results/eval_verdicts.jsonl.gz]
-    python benchmarks/eval_fidelity.py ... --throughput 6 --out bench-results/eval_throughput.json
+        --out benchmarks/results/eval_fidelity/eval_fidelity.json [--limit 10] [--workers 2] \
+        [--no-candidates] [--verdicts benchmarks/results/eval_fidelity/verdicts.jsonl.gz]
+    python benchmarks/eval_fidelity.py ... --throughput 6 \
+        --out benchmarks/results/eval_fidelity/eval_throughput.json
 
 Verdicts are cached in --work (see `runs.evaluation.verdict_key`): a killed run resumes, and the
 identical patches several submissions share are evaluated once; `--verdicts FILE` carries that cache
-to the next machine (committed in benchmarks/results/, it lets the next session continue the run), and
-`--cached-only` reports what such a file holds without evaluating anything.
-`--throughput K` instead evaluates the
-gold patches of K instances whose images exist, with 1 then 2 workers, in fresh folders (no cache).
+to the next machine (committed in benchmarks/results/eval_fidelity/, it lets the next session continue
+the run), and `--cached-only` reports what such a file holds without evaluating anything.
+`--throughput K` instead evaluates the gold patches of K instances whose images exist, with 1 then 2
+workers, in fresh folders (no cache).
 """
 
 from __future__ import annotations

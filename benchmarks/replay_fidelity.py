@@ -6,8 +6,8 @@ through our step loop, in a Docker sandbox started from the instance's image; th
 (whitespace-normalised), then evaluated with the hidden tests and compared with the official verdict.
 
     python benchmarks/replay_fidelity.py --mirrors /path/to/mirrors --layout '{owner}+{name}/repo' \
-        --out bench-results/replay_fidelity.json [--limit 4] [--instance-ids ID ...] [--workers 2] \
-        [--work DIR] [--only-built] [--retry-errors] [--tree official|ours]
+        --out benchmarks/results/replay_fidelity/replay_fidelity.json [--limit 4] [--instance-ids ID ...] \
+        [--workers 2] [--work DIR] [--only-built] [--retry-errors] [--tree official|ours]
 
 The recordings ran in official SWE-bench images, whose working tree differs from ours in two ways that
 are not the agent's doing: the environment's set-up edits (sphinx pins setup.py and adds -rA to tox.ini)
