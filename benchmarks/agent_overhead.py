@@ -6,10 +6,9 @@ litellm client) and every command running in a real Docker sandbox.
         --out benchmarks/results/agent_overhead/agent_overhead.json \
         [--latency 1.0] [--steps 42] [--concurrency 32]
 
-The fake server lives with the tests (`tests/fakes/openai_server.py`, a test fake, not part of the
-installed package); this script imports it through the checkout's `tests/` folder, so it runs from a
-checkout of the repository, not from an installed wheel. It runs in a child process, as a real
-provider would be elsewhere: in-process, its HTTP handling would compete with the agents for the GIL.
+The model is the scripted OpenAI-compatible server of the package (`patchfleet.runs.demo_server`, the
+demo's and the tests' server). It runs in a child process, as a real provider would be elsewhere:
+in-process, its HTTP handling would compete with the agents for the GIL.
 """
 
 from __future__ import annotations
@@ -31,20 +30,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Self
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))  # the fake server is a test fake: see the docstring
-
-from fakes.openai_server import FakeOpenAIServer, FakeReply, bash_reply  # noqa: E402
-
-from patchfleet.agent import Agent, AgentConfig, ParallelConfig, read_trajectory, run_parallel  # noqa: E402
-from patchfleet.agent.config import SUBMIT_COMMAND, LitellmModelConfig  # noqa: E402
-from patchfleet.agent.pricing import PricingConfig  # noqa: E402
-from patchfleet.data.sources import LocalCheckout  # noqa: E402
-from patchfleet.data.task import Task  # noqa: E402
-from patchfleet.sandbox.base import SandboxSpec  # noqa: E402
-from patchfleet.sandbox.docker import DockerBackend, DockerSandbox  # noqa: E402
-from patchfleet.sandbox.images import ImageBuilder, ImageSpec, InstanceLayer  # noqa: E402
-from patchfleet.sandbox.trust import HostTrust  # noqa: E402
+from patchfleet.agent import Agent, AgentConfig, ParallelConfig, read_trajectory, run_parallel
+from patchfleet.agent.config import SUBMIT_COMMAND, LitellmModelConfig
+from patchfleet.agent.pricing import PricingConfig
+from patchfleet.data.sources import LocalCheckout
+from patchfleet.data.task import Task
+from patchfleet.runs.demo_server import ScriptedReply, ScriptedServer, bash_reply
+from patchfleet.sandbox.base import SandboxSpec
+from patchfleet.sandbox.docker import DockerBackend, DockerSandbox
+from patchfleet.sandbox.images import ImageBuilder, ImageSpec, InstanceLayer
+from patchfleet.sandbox.trust import HostTrust
 
 REPO_FILES = {
     "calc.py": "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n",
@@ -92,7 +87,7 @@ def responder(commands: list[str]):
     """Stateless: the reply depends only on how many assistant turns the request already holds, so one
     server serves any number of concurrent trajectories."""
 
-    def reply(body: dict[str, Any]) -> FakeReply:
+    def reply(body: dict[str, Any]) -> ScriptedReply:
         done = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
         return bash_reply(commands[min(done, len(commands) - 1)])
 
@@ -101,7 +96,7 @@ def responder(commands: list[str]):
 
 def serve(conn: Connection, commands: list[str], latency: float) -> None:
     """The child process: a fake server until told to stop; on request, when each call arrived."""
-    with FakeOpenAIServer(responder(commands), latency=latency) as server:
+    with ScriptedServer(responder(commands), latency=latency) as server:
         conn.send(server.base_url)
         while (message := conn.recv()) != "stop":
             if message == "arrivals":
@@ -398,7 +393,7 @@ def main() -> None:
             "steps": args.steps,
             "concurrency": args.concurrency,
             "repeats": args.repeats,
-            "model": "litellm openai/fake-model -> tests/fakes/openai_server.py (child process), free",
+            "model": "litellm openai/fake-model -> patchfleet.runs.demo_server (child process), free",
             "openai_client": args.openai_client,
             "sandbox": "DockerBackend, bookworm base + instance layer with a 2-file git repo, 1 CPU",
             "commands": commands,
