@@ -84,6 +84,10 @@ class RunConfig(BaseModel):
     eval_workers: int = Field(1, ge=1)
     # the hidden tests' containers: bridge, as the harness (some suites need the network), or none
     eval_network: Network = Network.BRIDGE
+    # and their limits (the tests of some repositories build extensions or run in parallel): CPUs and
+    # memory in Docker's notation, None for none; the same for `eval` and for a batch's --evaluate
+    eval_cpus: float | None = Field(2.0, gt=0)
+    eval_memory: str | None = "8g"
 
     @classmethod
     def load(
@@ -121,7 +125,7 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid run config: {exc}") from exc
+            raise ConfigError(f"invalid run config: {validation_summary(exc)}") from exc
 
     def ledger_url(self) -> str:
         return self.db or f"sqlite:///{(self.outputs.dir / 'ledger.sqlite').resolve()}"
@@ -129,6 +133,18 @@ class RunConfig(BaseModel):
     def public(self) -> dict[str, Any]:
         """The config as written into the run folder: JSON, secrets masked (pydantic's SecretStr)."""
         return self.model_dump(mode="json")
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """pydantic's report on one line (each problem as `dotted.key: message (got value)`), so that a bad
+    value is one line of the CLI's `error:`, as every other input error is."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        got = error.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) and len(repr(got)) <= 80 else ""
+        problems.append(f"{where}: {error['msg']}{shown}")
+    return "; ".join(problems)
 
 
 # an agent config's top-level keys; none is also a RunConfig key (a test holds it), so moving them under

@@ -120,13 +120,12 @@ def run_demo(
     n: int = len(TEMPERATURES),
     overrides: tuple[str, ...] = (),  # dotted RunConfig keys, after the demo's own
     docker_host: str | None = None,
-    allow_pull: bool = True,
+    allow_pull: bool | None = None,  # None: the run config's (sandbox.allow_pull)
     policy: str = "default",
     select: Selector | None = None,
     log: Log = print,
 ) -> DemoRun:
     """Run the demo into `out_dir` (its repository, run folder and report); `model` makes it real."""
-    from patchfleet.sandbox.config import DockerConfig
     from patchfleet.sandbox.trust import HostTrust
 
     scripted = model is None
@@ -155,7 +154,7 @@ def run_demo(
         issue = demo_issue()
         log(f"repository: {repo} (a real git repository with a real bug)")
         log(f"issue: {issue.title}")
-        backend = DockerConfig(docker_host=docker_host).backend(HostTrust.from_env())
+        backend = run_config.sandbox.backend(HostTrust.from_env())
         run = run_fix(str(repo), issue, config, select=select, log=log, backend=backend)
     finally:
         if server is not None:

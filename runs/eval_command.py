@@ -133,6 +133,8 @@ def run(
         allow_pull=config.sandbox.allow_pull,
         recipes=lambda task: recipe_for(task, source, specs),
         network=config.eval_network,
+        cpus=config.eval_cpus,
+        memory=config.eval_memory,
         run_id=run_id,
         images=config.images,
         specs=specs,

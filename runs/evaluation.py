@@ -97,6 +97,8 @@ class Evaluator:
         allow_pull: bool = True,
         test_timeout: float = TEST_TIMEOUT,
         network: Network = Network.BRIDGE,
+        cpus: float | None = 2.0,
+        memory: str | None = "8g",
         reinstall: bool = True,
         log: Callable[[str], None] | None = None,
         run_id: str = DEFAULT_RUN_ID,
@@ -114,6 +116,7 @@ class Evaluator:
         self.test_timeout = test_timeout
         # the official harness runs tests with the network on, and some suites need it (requests: httpbin)
         self.network = network
+        self.cpus, self.memory = cpus, memory  # each test container's limits (None: none)
         # the harness re-runs the install before the tests (a patch may change packaging metadata)
         self.reinstall = reinstall
         self.log = log or (lambda line: None)
@@ -195,8 +198,8 @@ class Evaluator:
             image=tag,
             labels={"role": "eval", "task": task.id},
             network=self.network,
-            cpus=2.0,
-            memory="8g",
+            cpus=self.cpus,
+            memory=self.memory,
             base_commit=None,
         )
         with self.backend.start(sandbox_spec) as sandbox:

@@ -35,6 +35,7 @@ from patchfleet.runs import trajectories as runner
 from patchfleet.runs.apply_branch import commit_to_branch
 from patchfleet.runs.config import RunConfig
 from patchfleet.runs.fix_select import SelectionJob, Selector
+from patchfleet.sandbox.config import DockerConfig
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.selection.model import Candidate, CandidateSource, Decision, content_hash
@@ -57,8 +58,7 @@ class FixConfig(BaseModel):
     setup: str | None = None  # replaces the detected install steps ("" installs nothing)
     test_cmd: str | None = None  # replaces the detected test command ("" means none)
     out_dir: Path = Path("out/fix")
-    docker_host: str | None = None
-    allow_pull: bool = True
+    sandbox: DockerConfig = Field(default_factory=DockerConfig)  # engine, limits, network: every sandbox
     max_sandboxes: int | None = None
     test_timeout: float = 600.0
     apply: bool = False
@@ -72,8 +72,7 @@ class FixConfig(BaseModel):
             parallel=run.parallel,
             selection=run.selection,
             out_dir=run.outputs.dir,
-            docker_host=run.sandbox.docker_host,
-            allow_pull=run.sandbox.allow_pull,
+            sandbox=run.sandbox,
             max_sandboxes=run.max_sandboxes,
             **fix_only,
         )
@@ -169,7 +168,6 @@ def run_fix(
     defaults to the selection pipeline configured by `config.selection`."""
     from patchfleet.runs.fix_pipeline import pipeline_for, selection_cost
     from patchfleet.runs.report import write_report  # the report imports jinja2 templates: only when used
-    from patchfleet.sandbox.config import DockerConfig
     from patchfleet.sandbox.trust import HostTrust
 
     runner.check_models(config.agent, config.parallel)
@@ -192,9 +190,11 @@ def run_fix(
 
         started = time.monotonic()
         if backend is None:
-            backend = DockerConfig(docker_host=config.docker_host).backend(HostTrust.from_env())
+            backend = config.sandbox.backend(HostTrust.from_env())
         recipe = environment.recipe()
-        builder = ImageBuilder(backend, repo_source=repo.source, allow_pull=config.allow_pull, log=log)
+        builder = ImageBuilder(
+            backend, repo_source=repo.source, allow_pull=config.sandbox.allow_pull, log=log
+        )
         image = builder.ensure(image_spec(task, recipe))
         log(f"environment ready: {image}")
         stages["environment"] = _stage(started)
@@ -210,6 +210,7 @@ def run_fix(
             recipe=lambda _: recipe,
             out_dir=config.out_dir,
             sandbox_limiter=limiter,
+            sandbox_config=config.sandbox,
         )["trajectories"]
         cost = sum(row["cost"] for row in outcomes)
         stages["trajectories"] = _stage(started, cost)

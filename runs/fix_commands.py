@@ -13,35 +13,31 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from patchfleet.errors import PatchfleetError
+from patchfleet.runs.options import (
+    ApiBase,
+    ApiKeyEnv,
+    ConfigFile,
+    DockerHost,
+    MaxSandboxes,
+    Model,
+    Pull,
+    Sets,
+    Temperatures,
+    errors_as_messages,
+)
 
 console = Console()
-
-Sets = Annotated[
-    list[str] | None, typer.Option("--set", help="dotted RunConfig override, e.g. agent.limits.step_limit=50")
-]
-ApiBase = Annotated[str | None, typer.Option(help="the model's endpoint")]
-ApiKeyEnv = Annotated[str | None, typer.Option(help="environment variable that holds the API key")]
-DockerHost = Annotated[str | None, typer.Option(help="Docker engine URL (default: DOCKER_HOST or local)")]
-Pull = Annotated[bool, typer.Option(help="try a registry before building base images")]
+DEFAULTS = {"outputs.dir": "out/fix"}  # below the config file: only where nothing else names a folder
 
 
 def _log(line: str) -> None:
     console.print(line, markup=False, highlight=False)
 
 
-def _fail(exc: PatchfleetError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
-    log = getattr(exc, "log", "")
-    if log:
-        console.print(log[-3000:], markup=False, highlight=False)
-    return typer.Exit(code=2)
-
-
 def fix(
     repo: Annotated[str, typer.Argument(help="a local git repository or a clone URL")],
     issue: Annotated[str, typer.Argument(help="the issue: its text, a file, or a GitHub issue URL")],
-    model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
+    model: Model = None,
     n: Annotated[
         int | None, typer.Option("--n", "--samples", min=1, help="trajectories to run (parallel.n)")
     ] = None,
@@ -58,29 +54,24 @@ def fix(
     ] = True,
     apply: Annotated[bool, typer.Option(help="commit the chosen patch to a new branch of REPO")] = False,
     branch: Annotated[str | None, typer.Option(help="the branch --apply creates")] = None,
-    config: Annotated[Path | None, typer.Option(help="run config YAML (runs/config.py RunConfig)")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="dotted RunConfig override, e.g. agent.limits.step_limit=50"),
-    ] = None,
+    config: ConfigFile = None,
+    set_: Sets = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
-    temperatures: Annotated[str | None, typer.Option(help="comma-separated, cycled over the samples")] = None,
-    max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live agent sandboxes at once")] = None,
+    temperatures: Temperatures = None,
+    max_sandboxes: MaxSandboxes = None,
     out: Annotated[Path | None, typer.Option(help="the run folder (outputs.dir; default out/fix)")] = None,
-    pull: Annotated[
-        bool | None, typer.Option("--pull/--no-pull", help="try a registry for base images")
-    ] = None,
+    pull: Pull = None,
     docker_host: DockerHost = None,
 ) -> None:
     """Fix one issue in any Python repository: N trajectories, the selector, a report (and a branch).
     Exit code 0 with a chosen patch, 1 when no candidate was usable, 2 on an error."""
     from patchfleet.data.issue_input import read_issue
-    from patchfleet.runs.config import OutputsConfig, RunConfig, model_shorthands, with_api_key
+    from patchfleet.runs.config import RunConfig, model_shorthands, with_api_key
     from patchfleet.runs.fix import FixConfig, run_fix
     from patchfleet.runs.trajectories import parallel_config
 
-    try:
+    with errors_as_messages():
         shorthands = {
             **model_shorthands(model, api_base),
             "parallel.n": n,
@@ -92,15 +83,12 @@ def fix(
             "sandbox.allow_pull": pull,
             "sandbox.docker_host": docker_host,
         }
-        run_config = with_api_key(RunConfig.load(config, set_ or [], shorthands), api_key_env)
-        if run_config.outputs.dir == OutputsConfig().dir:  # the batch's default folder: not a fix's
-            run_config = run_config.model_copy(update={"outputs": OutputsConfig(dir=Path("out/fix"))})
+        loaded = RunConfig.load(config, set_ or [], shorthands, defaults=DEFAULTS)
+        run_config = with_api_key(loaded, api_key_env)
         settings = FixConfig.from_run_config(
             run_config, setup=setup, test_cmd=test_cmd, verifier=verifier, apply=apply, branch=branch
         )
         run = run_fix(repo, read_issue(issue), settings, log=_log)
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc
     show_run(run)
     if not run.patch:
         raise typer.Exit(code=1)
@@ -155,7 +143,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="where the repository, the run and the report go")] = Path(
         "out/demo"
     ),
-    pull: Pull = True,
+    pull: Pull = None,
     docker_host: DockerHost = None,
 ) -> None:
     """The whole pipeline on a bundled repository with a real bug; offline with a scripted model."""
@@ -165,7 +153,7 @@ def demo(
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from patchfleet.runs.demo import REAL_MODEL_FLAG, run_demo
 
-    try:
+    with errors_as_messages():
         result = run_demo(
             out,
             model=model,
@@ -178,8 +166,6 @@ def demo(
             allow_pull=pull,
             log=_log,
         )
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc
     show_run(result.run)
     chosen = result.run.decision.chosen
     right = sum(result.evaluation.values())
@@ -202,7 +188,5 @@ def inspect(
     """Browse a run's trajectories, candidates and decisions in the terminal."""
     from patchfleet.runs.inspect_run import inspect_run
 
-    try:
+    with errors_as_messages():
         inspect_run(run, task, trajectory, console)
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc

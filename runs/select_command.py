@@ -11,10 +11,28 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 
-from patchfleet.errors import ConfigError, PatchfleetError
-from patchfleet.runs.options import SPREAD_OPTIONS, InstanceIds, SpreadCommand, spread
+from patchfleet.errors import ConfigError
+from patchfleet.runs.options import (
+    SPREAD_OPTIONS,
+    ApiBase,
+    ApiKeyEnv,
+    ConfigFile,
+    Dataset,
+    DockerHost,
+    InstanceIds,
+    Layout,
+    Local,
+    Mirrors,
+    Pull,
+    Recipes,
+    Sets,
+    SpreadCommand,
+    errors_as_messages,
+    spread,
+)
 
 console = Console()
+DEFAULTS = {"outputs.dir": "out/select"}  # below the config file: only where nothing else names a folder
 
 
 class SelectCommand(SpreadCommand):
@@ -27,13 +45,13 @@ class SelectCommand(SpreadCommand):
 
 def select(
     candidates: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(
             help="predictions files (.jsonl/.json, rows with `submission` too) or `patchfleet trajectories` "
-            "output folders / outcomes.json files; several after one flag"
+            "output folders / outcomes.json files; several after one flag (data.candidates)"
         ),
-    ],
-    dataset: Annotated[str, typer.Option(help="SWE-bench rows: .jsonl, .json, .parquet or HF name")],
+    ] = None,
+    dataset: Dataset = None,
     instance_ids: InstanceIds = None,
     trajectories: Annotated[
         list[Path] | None,
@@ -51,36 +69,31 @@ def select(
     generated_tests: Annotated[
         int | None, typer.Option(min=0, help="test-writing trajectories per instance (need a model)")
     ] = None,
-    api_base: Annotated[str | None, typer.Option(help="endpoint of the judge and test-writer models")] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="environment variable that holds the API key")
-    ] = None,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = None,
     regression: Annotated[
         bool | None, typer.Option("--regression/--no-regression", help="discover regression tests at base")
     ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="candidates run at once per instance")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="run config YAML (the `selection` section is used)")
+    config: ConfigFile = None,
+    set_: Sets = None,
+    mirrors: Mirrors = None,
+    layout: Layout = None,
+    local: Local = None,
+    recipes: Recipes = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="preds.jsonl, decisions.jsonl and per-instance inputs (default out/select)"),
     ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="dotted override, e.g. selection.regression_budget_s=60")
-    ] = None,
-    mirrors: Annotated[Path | None, typer.Option(help="folder of bare upstream mirrors")] = None,
-    layout: Annotated[str | None, typer.Option(help="mirror path layout")] = None,
-    local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
-    recipes: Annotated[Path | None, typer.Option(help="JSON specs {repo: {version: spec}}")] = None,
-    out: Annotated[Path, typer.Option(help="preds.jsonl, decisions.jsonl and per-instance inputs")] = Path(
-        "out/select"
-    ),
-    pull: Annotated[
-        bool | None, typer.Option("--pull/--no-pull", help="try a registry for base images")
-    ] = None,
+    pull: Pull = None,
+    docker_host: DockerHost = None,
 ) -> None:
     """Pick one patch per instance among candidates from any number of systems and trajectories."""
     from patchfleet.runs.config import RunConfig
 
-    try:
+    with errors_as_messages():
         flags = select_shorthands(
+            candidates=candidates,
             dataset=dataset,
             instance_ids=instance_ids,
             policy=policy,
@@ -96,15 +109,13 @@ def select(
             recipes=recipes,
             out=out,
             pull=pull,
+            docker_host=docker_host,
         )
-        run_config = RunConfig.load(config, set_ or [], flags)
-        summary = run(run_config, candidates, trajectories or [], api_key_env)
-    except PatchfleetError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(code=2) from exc
+        run_config = RunConfig.load(config, set_ or [], flags, defaults=DEFAULTS)
+        summary = run(run_config, trajectories or [], api_key_env)
     console.print(
         f"{summary['chosen']} / {summary['instances']} instance(s) got a patch "
-        f"({summary['errors']} error(s)); {out}/preds.jsonl, decisions.jsonl",
+        f"({summary['errors']} error(s)); {run_config.outputs.dir}/preds.jsonl, decisions.jsonl",
         highlight=False,
     )
 
@@ -112,6 +123,7 @@ def select(
 def select_shorthands(**flags: Any) -> dict[str, Any]:
     """`patchfleet select` flags as the `RunConfig` keys they stand for (None: not given)."""
     keys = {
+        "data.candidates": [str(p) for p in flags["candidates"]] if flags["candidates"] else None,
         "data.dataset": flags["dataset"],
         "data.instance_ids": flags["instance_ids"] or None,
         "data.mirrors": flags["mirrors"],
@@ -124,6 +136,7 @@ def select_shorthands(**flags: Any) -> dict[str, Any]:
         "selection.generated_tests": flags["generated_tests"],
         "outputs.dir": flags["out"],
         "sandbox.allow_pull": flags["pull"],
+        "sandbox.docker_host": flags["docker_host"],
     }
     base = {"api_base": flags["api_base"]} if flags["api_base"] else {}
     if flags["verifier_model"]:
@@ -139,8 +152,9 @@ def _with_key(model: Any, secret: SecretStr | None) -> Any:
     return model.model_copy(update={"api_key": secret})
 
 
-def run(config, candidate_paths: list[Path], trajectory_folders: list[Path], api_key_env: str | None) -> dict:
-    """Check every input, then select for every task; returns counts for the summary line."""
+def run(config, trajectory_folders: list[Path], api_key_env: str | None) -> dict:
+    """Check every input, then select for every task (among `data.candidates`); returns counts for the
+    summary line."""
     from patchfleet.agent.pricing import Pricer
     from patchfleet.runs import validate
     from patchfleet.runs.select import Selector, run_selection, test_writer_agent
@@ -151,6 +165,9 @@ def run(config, candidate_paths: list[Path], trajectory_folders: list[Path], api
     from patchfleet.selection.verifier import Verifier
 
     config.selection.check()
+    candidate_paths = list(config.data.candidates)
+    if not candidate_paths:
+        raise ConfigError("no candidates: pass --candidates (or set data.candidates in --config)")
     secret = None
     if api_key_env:
         value = os.environ.get(api_key_env)

@@ -20,7 +20,6 @@ from patchfleet.runs.candidate_eval import evaluate_candidates
 from patchfleet.runs.config import RunConfig, model_shorthands
 from patchfleet.runs.layout import RunLayout
 from patchfleet.runs.progress import RunProgress
-from patchfleet.sandbox.base import Network
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.official import OfficialImages
 from patchfleet.sandbox.trust import HostTrust
@@ -93,7 +92,9 @@ def build_services(
             out,
             recipes=recipe,
             allow_pull=config.sandbox.allow_pull,
-            network=Network.BRIDGE,
+            network=config.eval_network,
+            cpus=config.eval_cpus,
+            memory=config.eval_memory,
             log=log,
         )
         summary = run_evaluation(

@@ -214,3 +214,34 @@ def test_eval_and_trajectories_read_a_run_config_and_set_overrides(dataset, tmp_
     args = ["trajectories", "--config", str(agent), "--set", f"data.dataset={dataset}", *no_engine]
     one_line([*args, "--instance-ids", "local__calc-1"], f"replay trajectory {gone}", "no such file")
     one_line(args, "no instance ids", "--instance-ids")
+
+
+def test_fix_demo_select_and_inspect_fail_through_the_one_handler(dataset, tmp_path, no_engine):
+    """The commands that had their own error printing now share `options.fail`: one line, exit 2, and
+    a message with rich markup in it (a path such as `[red]x`) printed as it is, not swallowed."""
+    gone = tmp_path / "[red]gone"
+    key = {"OPENAI_API_KEY": "dummy"}
+    one_line(
+        ["fix", str(gone), "an issue", "--model", "openai/gpt-4o", *no_engine], f"{gone} is neither", env=key
+    )
+    demo = fails(["demo", "--policy", "best", "--out", str(tmp_path / "demo"), *no_engine])
+    assert "SCRIPTED" in demo[0] and demo[-1].startswith("error: unknown selection policy"), demo
+    assert not (tmp_path / "demo").exists()
+    one_line(["select", "--dataset", str(dataset), *no_engine], "no candidates", "data.candidates")
+    one_line(["inspect", str(tmp_path / "nothing")], "is not a run folder")
+
+
+def test_a_bad_run_config_value_is_one_line_naming_each_key(dataset, tmp_path, no_engine):
+    bad = ["--set", "sandbox.cpus=many", "--set", "eval_memory=[1]"]
+    for args in (
+        ["fix", str(tmp_path), "an issue", *bad],
+        ["select", "--dataset", str(dataset), "--candidates", str(dataset), *bad],
+        ["eval", "--predictions", "gold", "--dataset", str(dataset), *bad],
+    ):
+        one_line(
+            [*args, *no_engine],
+            "invalid run config",
+            "sandbox.cpus: Input should be a valid number",
+            "(got 'many')",
+            "eval_memory",
+        )

@@ -102,8 +102,23 @@ def test_gold_resolves_wrong_does_not_and_a_broken_patch_is_an_error(
     assert summary["total_instances"] == 4 and summary["submitted_instances"] == 4
 
 
-def test_eval_command_with_gold_predictions_and_user_recipes(dataset, sample_repo, base_image, tmp_path):
+def test_eval_command_with_gold_predictions_and_user_recipes(
+    dataset, sample_repo, base_image, tmp_path, monkeypatch
+):
     from patchfleet.runs.cli import app
+    from patchfleet.sandbox.docker import DockerBackend
+
+    # what the engine really gave each test container (the run config's eval_cpus / eval_memory)
+    limits = []
+    start = DockerBackend.start
+
+    def observed(self, spec):
+        sandbox = start(self, spec)
+        host = sandbox.container.attrs["HostConfig"]
+        limits.append((spec.labels.get("role"), host["NanoCpus"], host["Memory"], host["NetworkMode"]))
+        return sandbox
+
+    monkeypatch.setattr(DockerBackend, "start", observed)
 
     # a repository SWE-bench does not know gets its recipe from the user's spec file
     specs = tmp_path / "specs.json"
@@ -138,10 +153,12 @@ def test_eval_command_with_gold_predictions_and_user_recipes(dataset, sample_rep
             str(sample_repo.parent),
             "--layout",
             "{name}",
+            *("--set", "eval_cpus=1.5", "--set", "eval_memory=3g", "--network", "none"),
         ],
     )
     assert result.exit_code == 0, result.output
     assert "resolved 2 / 2 submitted" in result.output
+    assert [row for row in limits if row[0] == "eval"] == [("eval", 1_500_000_000, 3 * 2**30, "none")] * 2
     report = json.loads((tmp_path / "out" / "gold.patchfleet.json").read_text())
     assert report["total_instances"] == 2 and report["resolved_ids"] == ["local__calc-1", "local__calc-2"]
     logs = tmp_path / "out" / "logs" / "run_evaluation" / "patchfleet" / "gold"

@@ -154,3 +154,18 @@ def test_eval_and_trajectories_flags_are_run_config_keys(tmp_path):
     assert (config.data.instance_ids, config.sandbox.cpus) == (["a-1"], 2.0)
     with pytest.raises(ConfigError, match="Extra inputs"):  # elsewhere an agent key needs its section
         RunConfig.load(None, ["scratch_dir=/s"])
+
+
+def test_the_evaluation_limits_are_run_config_keys_with_the_evaluators_defaults():
+    import inspect
+
+    from patchfleet.runs.evaluation import Evaluator
+
+    params = inspect.signature(Evaluator).parameters
+    defaults = RunConfig()
+    assert (defaults.eval_cpus, defaults.eval_memory) == (2.0, "8g")
+    assert (params["cpus"].default, params["memory"].default) == (2.0, "8g")
+    config = RunConfig.load(None, ["eval_cpus=4", "eval_memory=null"])
+    assert (config.eval_cpus, config.eval_memory) == (4.0, None)
+    with pytest.raises(ConfigError, match="eval_cpus"):
+        RunConfig.load(None, ["eval_cpus=0"])
