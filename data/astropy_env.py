@@ -35,9 +35,11 @@ HELPERS_RELEASE: dict[str, str] = {
     "9f82aac6c2141b425e2d639560f7260189d90b54": "3.1",
     "35b16cd0baa45e6c58d1d4e48b80034b66857d1c": "3.1.1",  # 2019-01-24 development version
     "5605ff4f781839254a49a8c86afd2b3eb7eb28e4": "3.1.1",  # 2019-02-08 development version
-    "c748d918d3ff922471415fdb8187036168d07366": "3.2",  # 3.2rc1 (not on PyPI)
-    "32b440b52f4c60592148b3254c7ddbf14df3c6e0": "3.2",  # 3.2rc2 (not on PyPI)
-    "20deaeb79b0518fa9bb9dbcd46f1baed79b6f736": "3.2",
+    # 3.2rc1, 3.2rc2 (not on PyPI) and 3.2: 3.2's sdist lacks the helpers' C source (commands/src/compiler.c)
+    # that a git checkout has; 3.2.1 ships it (astropy-helpers #485) and otherwise only drops a warning
+    "c748d918d3ff922471415fdb8187036168d07366": "3.2.1",
+    "32b440b52f4c60592148b3254c7ddbf14df3c6e0": "3.2.1",
+    "20deaeb79b0518fa9bb9dbcd46f1baed79b6f736": "3.2.1",
     "ba3734222a40f4c2864c375c6639f32cd9df06cd": "3.2.1",
     "ce42e6e238c200a4715785ef8c9d233f612d0c75": "3.2.2",
     "83d69ed1b166bdca6ead5d1551503e7e6b3645f9": "4.0",  # 4.0rc1 (not on PyPI)
@@ -46,6 +48,13 @@ HELPERS_RELEASE: dict[str, str] = {
 }
 # astropy 4.1 (2020-01-22 on master) replaced astropy-helpers by extension-helpers and pyproject.toml
 LAST_HELPERS_VERSION = (4, 0)
+# Pinned sdists whose setup.py imports what setuptools has since removed (MarkupSafe 1.0: `Feature`, gone
+# in 46.0). Conda-era pip built them with the environment's setuptools (the spec's 38.2.4); uv builds in
+# isolation, with the newest, and cannot use 38.2.4 itself (no `build_meta.__legacy__` before 40.8), so
+# that step's builds are held below 46. Only uv (Python < 3.9) installs such old pins.
+OLD_SETUPTOOLS_SDISTS = {"markupsafe==1.0"}
+OLD_SETUPTOOLS = "setuptools<46"
+BUILD_CONSTRAINTS = "/tmp/build-constraints.txt"
 # what setup.py adds to setup_requires in a git checkout (not in an sdist): its build-time tools
 SETUP_REQUIRES = ("cython>=0.29.13", "jinja2>=2.7")
 
@@ -91,3 +100,12 @@ def setup_requires(spec_pins: list[str]) -> list[str]:
     """The build tools setup.py asks setuptools for, less those the spec already pins."""
     pinned = {pin.split("==")[0].strip("'\" ").lower() for pin in spec_pins}
     return [req for req in SETUP_REQUIRES if req.split(">=")[0] not in pinned]
+
+
+def old_sdist_build(repo: str, pins: list[str], runtime: Runtime) -> tuple[str, list[str]]:
+    """(shell prefix, uv flags) that build the pins' sdists with a setuptools `OLD_SETUPTOOLS_SDISTS` need."""
+    if repo != REPO or runtime.installer != "uv" or not any(p.lower() in OLD_SETUPTOOLS_SDISTS for p in pins):
+        return "", []
+    return f"printf '%s\\n' '{OLD_SETUPTOOLS}' > {BUILD_CONSTRAINTS} && ", [
+        f"--build-constraints={BUILD_CONSTRAINTS}"
+    ]

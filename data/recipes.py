@@ -215,7 +215,8 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
     env_steps += _dependency_steps(task, spec, source, published, runtime, notes, install_with)
     if spec.get("pip_packages"):
         pins = [_lift(p, runtime, notes) for p in spec["pip_packages"]]
-        env_steps.append(f"{install_with} " + " ".join(shlex.quote(p) for p in pins))
+        before, flags = astropy_env.old_sdist_build(task.repo, pins, runtime)
+        env_steps.append(before + f"{install_with} " + " ".join([*flags, *(shlex.quote(p) for p in pins)]))
     if astropy_env.builds_in_env(task.repo, task.version, runtime):
         build_tools = astropy_env.setup_requires(spec.get("pip_packages", []))
         env_steps.append(f"{install_with} " + " ".join(shlex.quote(p) for p in build_tools))
