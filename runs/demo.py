@@ -165,7 +165,7 @@ def run_demo(
         task=run.task,
         candidates=run.candidates,
         image=run.image,
-        backend=backend,
+        backend=config.sandbox.limited(backend),
         test_cmd="",
         out_dir=run.run_dir / run.task.id,
     )

@@ -226,7 +226,7 @@ def run_fix(
             task=task,
             candidates=candidates,
             image=image,
-            backend=backend,
+            backend=config.sandbox.limited(backend),  # the run config's limits in selection's sandboxes
             test_cmd=environment.test_cmd,
             out_dir=task_dir,
             trajectories=[Path(row["trajectory"]) for row in outcomes if row["trajectory"]],

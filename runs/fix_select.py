@@ -18,7 +18,7 @@ from patchfleet.agent import AgentConfig
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.task import Task
 from patchfleet.sandbox.base import SandboxSpec
-from patchfleet.sandbox.docker import DockerBackend
+from patchfleet.selection.execution import SandboxStarter
 from patchfleet.selection.model import (
     BASE,
     Candidate,
@@ -45,7 +45,7 @@ class SelectionJob:
     task: Task
     candidates: list[Candidate]
     image: str
-    backend: DockerBackend
+    backend: SandboxStarter  # a DockerBackend, or one with the run config's limits (DockerConfig.limited)
     test_cmd: str  # "" when the repository has no test suite we could find
     out_dir: Path  # <run>/<task id>/
     trajectories: list[Path] = field(default_factory=list)

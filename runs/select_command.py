@@ -217,7 +217,7 @@ def run(config, trajectory_folders: list[Path], api_key_env: str | None) -> dict
         verifier = Verifier(selection.verifier.model_copy(update={"cache_dir": cache_dir}))
     log = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
     selector = Selector(
-        backend=backend,
+        backend=config.sandbox.limited(backend),  # the run config's limits in every selection sandbox
         builder=ImageBuilder(backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log),
         recipe=lambda task: recipe_for(task, source, specs),
         source=source,

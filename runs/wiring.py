@@ -142,7 +142,7 @@ def pipeline_selector(
             judge = judge.model_copy(update={"cache_dir": config.outputs.dir / "verifier-cache"})
         verifier = Verifier(judge)
     selector = PipelineSelector(
-        backend=backend,
+        backend=config.sandbox.limited(backend),  # the run config's limits in every selection sandbox
         builder=builder,
         recipe=recipe,
         source=source,

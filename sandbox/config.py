@@ -1,9 +1,15 @@
 """Sandbox configuration: a union tagged by `type`, each with a factory that imports its backend lazily,
-and the per-sandbox settings (network, CPU, memory, pids) that every `SandboxSpec` it makes carries."""
+and the per-sandbox settings (network, CPU, memory, pids) that every `SandboxSpec` it makes carries.
+
+Agents' sandboxes are made by `spec`; code that makes its own specs (selection's matrix, regression
+discovery, test writers) starts them through `limited(backend)`, so the same limits hold there too.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +73,33 @@ class DockerConfig(BaseModel):
             "user": self.user,
         }
         return SandboxSpec(image=image, labels=labels or {}, **{**limits, **fields})  # type: ignore[arg-type]
+
+    def limit(self, spec: SandboxSpec) -> SandboxSpec:
+        """`spec` with this config's resource limits and user. Its network stays the caller's: selection
+        runs candidates' tests offline whatever network the agents have."""
+        return dataclasses.replace(
+            spec,
+            cpus=self.cpus,
+            memory=self.memory,
+            pids_limit=self.pids_limit,
+            tmp_size=self.tmp_size,
+            user=self.user,
+        )
+
+    def limited(self, backend: Any) -> LimitedStarter:
+        return LimitedStarter(backend, self)
+
+
+@dataclass(frozen=True)
+class LimitedStarter:
+    """`start(spec)` on `backend` (a DockerBackend, or a Ray `OnNode` of one) with `config.limit(spec)`:
+    the backend that selection gets. Picklable when the backend is."""
+
+    backend: Any
+    config: DockerConfig
+
+    def start(self, spec: SandboxSpec) -> Any:
+        return self.backend.start(self.config.limit(spec))
 
 
 SandboxConfig = Annotated[DockerConfig, Field(discriminator="type")]

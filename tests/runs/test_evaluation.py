@@ -9,6 +9,7 @@ import json
 import sys
 
 import pytest
+from fakes.started import record_starts
 from typer.testing import CliRunner
 
 from patchfleet.data.loaders import load_predictions, load_tasks
@@ -106,19 +107,8 @@ def test_eval_command_with_gold_predictions_and_user_recipes(
     dataset, sample_repo, base_image, tmp_path, monkeypatch
 ):
     from patchfleet.runs.cli import app
-    from patchfleet.sandbox.docker import DockerBackend
 
-    # what the engine really gave each test container (the run config's eval_cpus / eval_memory)
-    limits = []
-    start = DockerBackend.start
-
-    def observed(self, spec):
-        sandbox = start(self, spec)
-        host = sandbox.container.attrs["HostConfig"]
-        limits.append((spec.labels.get("role"), host["NanoCpus"], host["Memory"], host["NetworkMode"]))
-        return sandbox
-
-    monkeypatch.setattr(DockerBackend, "start", observed)
+    started = record_starts(monkeypatch)  # what the engine gave each test container
 
     # a repository SWE-bench does not know gets its recipe from the user's spec file
     specs = tmp_path / "specs.json"
@@ -158,7 +148,8 @@ def test_eval_command_with_gold_predictions_and_user_recipes(
     )
     assert result.exit_code == 0, result.output
     assert "resolved 2 / 2 submitted" in result.output
-    assert [row for row in limits if row[0] == "eval"] == [("eval", 1_500_000_000, 3 * 2**30, "none")] * 2
+    evals = [(s.cpus, s.memory, s.network) for s in started if s.role == "eval"]
+    assert evals == [(1.5, 3 * 2**30, "none")] * 2  # --set eval_cpus=1.5 eval_memory=3g, --network none
     report = json.loads((tmp_path / "out" / "gold.patchfleet.json").read_text())
     assert report["total_instances"] == 2 and report["resolved_ids"] == ["local__calc-1", "local__calc-2"]
     logs = tmp_path / "out" / "logs" / "run_evaluation" / "patchfleet" / "gold"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fakes.openai_server import FakeOpenAIServer, FakeReply, bash_reply
+from fakes.started import record_starts
 from typer.testing import CliRunner
 
 from patchfleet.agent.config import SUBMIT_COMMAND
@@ -186,9 +187,10 @@ def fixer(body: dict[str, Any]) -> FakeReply:
 
 @pytest.mark.docker
 def test_fix_apply_end_to_end_and_the_bot_entry(
-    tmp_path: Path, run_git, base_image, server: FakeOpenAIServer
+    tmp_path: Path, run_git, base_image, server: FakeOpenAIServer, monkeypatch
 ) -> None:
     server.respond_with(fixer)
+    started = record_starts(monkeypatch)
     repo = make_repo(
         tmp_path / "calc",
         run_git,
@@ -209,10 +211,15 @@ def test_fix_apply_end_to_end_and_the_bot_entry(
             *("fix", str(repo), str(issue), "--apply", "--n", "2", "--no-pull", "--config", str(config)),
             *("--model", "openai/fake-model", "--api-base", server.base_url, "--api-key-env", "FAKE_KEY"),
             *("--set", "agent.limits.step_limit=8", "--out", str(out)),
+            *("--set", "sandbox.cpus=0.5", "--set", "sandbox.memory=1g", "--set", "sandbox.pids_limit=512"),
         ],
         env={"FAKE_KEY": "dummy", "COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output + "".join(traceback.format_exception(*result.exc_info))
+    # the run config's sandbox section in every sandbox of the fix: agents and selection (builds unlimited)
+    ran = [s for s in started if s.role != "build"]
+    assert {"agent", "selection"} <= {s.role for s in ran}, ran
+    assert {(s.cpus, s.memory, s.pids_limit, s.network) for s in ran} == {(0.5, 2**30, 512, "none")}
     assert "tests: python -m unittest discover -s tests -t ." in result.output
     assert "found: tests/" in result.output
     assert "the repository has uncommitted changes" in result.output

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fakes.openai_server import FakeOpenAIServer, FakeReply
+from fakes.started import record_starts
 from typer.testing import CliRunner
 
 from patchfleet.agent.config import SUBMIT_COMMAND
@@ -95,9 +96,10 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 @pytest.mark.docker
 def test_every_policy_picks_the_right_patch_and_says_why(
-    inputs, sample_repo, base_image, server: FakeOpenAIServer, tmp_path
+    inputs, sample_repo, base_image, server: FakeOpenAIServer, tmp_path, monkeypatch
 ):
     server.respond_with(responder)
+    started = record_starts(monkeypatch)
     out = tmp_path / "out"
     args = [
         *("--candidates", str(inputs["a"]), str(inputs["b"])),
@@ -108,11 +110,17 @@ def test_every_policy_picks_the_right_patch_and_says_why(
         *("--set", "selection.verifier.model.pricing.mode=free"),
         *("--set", "selection.test_writer.pricing.mode=free"),
         *("--set", "selection.regression_budget_s=60"),
+        *("--set", "sandbox.cpus=0.5", "--set", "sandbox.memory=1g", "--set", "sandbox.pids_limit=512"),
         *("--out", str(out)),
     ]
     result = invoke(*args, env={"FAKE_KEY": "dummy"})
     assert result.exit_code == 0, result.output
     assert "1 / 1 instance(s) got a patch" in result.output
+    # the run config's sandbox limits in every sandbox selection started (matrix, regression, test writer;
+    # image builds are unlimited by design)
+    ran = [s for s in started if s.role != "build"]
+    assert {"selection", "test-writer"} <= {s.role for s in ran}, ran
+    assert {(s.cpus, s.memory, s.pids_limit, s.network) for s in ran} == {(0.5, 2**30, 512, "none")}
 
     decision = json.loads((out / "decisions.jsonl").read_text().splitlines()[0])
     right = patch_id(RIGHT)

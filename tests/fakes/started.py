@@ -1,0 +1,43 @@
+"""What the engine really gave each sandbox a test starts, read back from the container: the real
+`DockerBackend.start` runs, wrapped so that nothing is faked. For tests that check a run config's limits
+reach every sandbox of a path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from patchfleet.sandbox.docker import DockerBackend
+
+
+@dataclass(frozen=True)
+class Started:
+    role: str
+    cpus: float  # 0.0: no limit
+    memory: int  # bytes; 0: no limit
+    pids_limit: int | None
+    network: str
+
+
+def record_starts(monkeypatch: pytest.MonkeyPatch) -> list[Started]:
+    """From now on, every sandbox started in this test is appended to the returned list."""
+    started: list[Started] = []
+    start = DockerBackend.start
+
+    def observed(self: DockerBackend, spec):
+        sandbox = start(self, spec)
+        host = sandbox.container.attrs["HostConfig"]
+        started.append(
+            Started(
+                role=spec.labels.get("role", ""),
+                cpus=(host.get("NanoCpus") or 0) / 1e9,
+                memory=host.get("Memory") or 0,
+                pids_limit=host.get("PidsLimit"),
+                network=host.get("NetworkMode", ""),
+            )
+        )
+        return sandbox
+
+    monkeypatch.setattr(DockerBackend, "start", observed)
+    return started
