@@ -119,6 +119,11 @@ def _git(*args: str, cwd: Path | None = None, timeout: float = 1800) -> str:
     return done.stdout
 
 
+def head_commit(path: Path) -> str:
+    """The commit HEAD names in the local repository `path`: image tags name a fixed commit, never a ref."""
+    return _git("-C", str(path), "rev-parse", "--verify", "HEAD^{commit}").strip()
+
+
 def materialize_from(location: str, commit: str, dest: Path) -> str:
     """A new repository at `dest` whose only commit is `commit`, fetched shallowly from `location`."""
     if dest.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -10,18 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from patchfleet.errors import PatchfleetError
+from patchfleet.errors import ConfigError, PatchfleetError
 from patchfleet.runs.options import (
-    ConfigFile,
-    Dataset,
     DockerHost,
-    InstanceIds,
-    Layout,
-    Mirrors,
-    Recipes,
-    Sets,
     SpreadCommand,
     VersionOption,
+    errors_as_messages,
 )
 from patchfleet.runs.options import fail as _fail
 
@@ -120,33 +113,22 @@ def images_build(
     docker_host: DockerHost = None,
 ) -> None:
     """Build (or find) the base image, and optionally an instance layer of a repository at a commit."""
+    from patchfleet.data.sources import head_commit
     from patchfleet.sandbox.images import BaseLayer, ImageBuilder, ImageSpec, InstanceLayer
 
-    source = _repo_source(mirrors, layout, local)
-    instance = None
-    if repo and commit is None:
-        if local is None:
-            console.print("[red]error:[/red] --commit is required unless the source is --local")
-            raise typer.Exit(code=2)
-        # content-hashed tags must name a fixed commit, never a moving ref
-        commit = subprocess.run(
-            ["git", "-C", str(local), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    if repo:
-        instance = InstanceLayer(
-            key=repo.replace("/", "__") + f"-{(commit or 'HEAD')[:12]}", repo=repo, commit=commit or "HEAD"
-        )
-    spec = ImageSpec(base=BaseLayer(distro=distro), instance=instance)
-    try:
-        builder = ImageBuilder(
-            _backend(docker_host),
-            repo_source=source,
-            allow_pull=pull,
-            log=_log,
-        )
+    with errors_as_messages():
+        source = _repo_source(mirrors, layout, local)
+        instance = None
+        if repo and commit is None:
+            if local is None:
+                raise ConfigError("--commit is required unless the source is --local")
+            commit = head_commit(local)
+        if repo:
+            key = repo.replace("/", "__") + f"-{(commit or 'HEAD')[:12]}"
+            instance = InstanceLayer(key=key, repo=repo, commit=commit or "HEAD")
+        spec = ImageSpec(base=BaseLayer(distro=distro), instance=instance)
+        builder = ImageBuilder(_backend(docker_host), repo_source=source, allow_pull=pull, log=_log)
         tag = builder.ensure(spec)
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc
     console.print(f"[green]ready:[/green] {tag}")
 
 
@@ -206,104 +188,11 @@ app.command("eval", cls=SpreadCommand)(_eval_command)
 app.command("trajectories", cls=SpreadCommand)(_trajectories_command)
 
 
-class _BatchCommand(SpreadCommand):
-    """`--instance-ids`, `--candidates` and `--models` take several values after one flag."""
+# Batch runs; the wiring lives in runs/batch_command.py (flags) and runs/wiring.py (the run).
+from patchfleet.runs.batch_command import BatchCommand as _BatchCommand  # noqa: E402
+from patchfleet.runs.batch_command import batch as _batch_command  # noqa: E402
 
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        from patchfleet.runs.options import SPREAD_OPTIONS, spread
-
-        names = SPREAD_OPTIONS | {"--candidates", "--models"}
-        return super(SpreadCommand, self).parse_args(ctx, spread(args, names))
-
-
-@app.command(cls=_BatchCommand)
-def batch(
-    config: ConfigFile = None,
-    set_: Sets = None,
-    dataset: Dataset = None,
-    instance_ids: InstanceIds = None,
-    model: Annotated[str | None, typer.Option(help="litellm model string, e.g. openai/gpt-5")] = None,
-    models: Annotated[list[str] | None, typer.Option(help="several models, cycled over the samples")] = None,
-    api_base: Annotated[str | None, typer.Option(help="the model's endpoint")] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="environment variable that holds the API key")
-    ] = None,
-    samples: Annotated[int | None, typer.Option(min=1, help="trajectories per task")] = None,
-    temperatures: Annotated[str | None, typer.Option(help="comma-separated, cycled over the samples")] = None,
-    policy: Annotated[str | None, typer.Option(help="selection policy")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="tasks at once")] = None,
-    budget: Annotated[
-        float | None, typer.Option(min=0.0, help="USD for the whole run, never exceeded")
-    ] = None,
-    candidates: Annotated[
-        list[Path] | None, typer.Option(help="other systems' predictions files to select among too")
-    ] = None,
-    evaluate: Annotated[
-        bool | None, typer.Option("--evaluate/--no-evaluate", help="run the hidden tests")
-    ] = None,
-    executor: Annotated[str | None, typer.Option(help="local or ray")] = None,
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
-    db: Annotated[str | None, typer.Option(help="ledger SQLAlchemy URL (default: SQLite in --out)")] = None,
-    out: Annotated[Path | None, typer.Option(help="the run folder (resume: the same command again)")] = None,
-    mirrors: Mirrors = None,
-    layout: Layout = None,
-    local: Annotated[Path | None, typer.Option(help="a local git checkout as the source")] = None,
-    recipes: Recipes = None,
-    images: Annotated[str | None, typer.Option(help="auto, official or local (see eval --help)")] = None,
-    max_llm_calls: Annotated[int | None, typer.Option(min=1, help="model calls in flight at once")] = None,
-    max_sandboxes: Annotated[int | None, typer.Option(min=1, help="live agent sandboxes at once")] = None,
-    pull: Annotated[
-        bool | None, typer.Option("--pull/--no-pull", help="try a registry for base images")
-    ] = None,
-    live: Annotated[
-        bool | None, typer.Option("--live/--no-live", help="dashboard (default: on a terminal)")
-    ] = None,
-    docker_host: DockerHost = None,
-) -> None:
-    """Tasks -> N trajectories each -> selection -> preds.jsonl/preds.json (-> evaluation); resumable."""
-    from patchfleet.runs import wiring
-    from patchfleet.runs.config import RunConfig, with_api_key
-    from patchfleet.runs.progress import make_progress
-
-    try:
-        flags = wiring.batch_shorthands(
-            dataset=dataset,
-            instance_ids=instance_ids,
-            model=model,
-            models=models,
-            api_base=api_base,
-            samples=samples,
-            temperatures=temperatures,
-            policy=policy,
-            workers=workers,
-            budget=budget,
-            candidates=candidates,
-            evaluate=evaluate,
-            executor=executor,
-            ray_address=ray_address,
-            db=db,
-            out=out,
-            mirrors=mirrors,
-            layout=layout,
-            local=local,
-            recipes=recipes,
-            pull=pull,
-            docker_host=docker_host,
-            max_llm_calls=max_llm_calls,
-            max_sandboxes=max_sandboxes,
-            images=images,
-        )
-        run_config = with_api_key(RunConfig.load(config, set_ or [], flags), api_key_env)
-        summary = wiring.run(run_config, progress=make_progress(console, live=live), warn=_log)
-    except PatchfleetError as exc:
-        raise _fail(exc) from exc
-    evaluation = summary.get("evaluation") or {}
-    console.print(
-        f"{summary['predictions']} prediction(s) for {summary['tasks']} task(s), cost ${summary['cost']:.4f}"
-        + (f", resolved {evaluation.get('resolved_instances')}" if evaluation else "")
-        + f"; {run_config.outputs.dir}/preds.jsonl, summary.json",
-        highlight=False,
-    )
+app.command("batch", cls=_BatchCommand)(_batch_command)
 
 
 # Selection over any number of candidate sources; its wiring lives in runs/select_command.py.

@@ -245,3 +245,10 @@ def test_a_bad_run_config_value_is_one_line_naming_each_key(dataset, tmp_path, n
             "(got 'many')",
             "eval_memory",
         )
+
+
+def test_images_build_input_errors_are_one_line(tmp_path, no_engine):
+    one_line(["images", "build", "--repo", "local/calc", *no_engine], "--commit is required")
+    plain = tmp_path / "plain"
+    plain.mkdir()  # not a git repository: git's own complaint, as one line (it was a traceback)
+    one_line(["images", "build", "--repo", "local/calc", "--local", str(plain), *no_engine], "rev-parse")
