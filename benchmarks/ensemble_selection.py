@@ -10,8 +10,14 @@ selection path.
 Two phases, both resumable: `collect` runs what is missing (the matrix cells are cached and exportable,
 `--export-cells`/`--import-cells`, so a later machine continues), `score` re-scores the stored inputs
 with every policy offline and writes the JSON: side by side with oracle, best single, random pick and
-majority over normalised text; the test-time-scaling curve (k = 1..12 submissions, random subsets); and a
-*simulated* verifier swept over AUC 0.5..0.9 for the hybrid policies (labelled as a simulation).
+majority over normalised text; the test-time-scaling curve (k = 1..12 submissions, random subsets); a
+*simulated* verifier swept over AUC 0.5..0.9 for the hybrid policies (labelled as a simulation); a sweep of
+the default policy's weights with its k-fold cross-validated rate (what to expect off the tuning set); and
+the same table over every instance asked for (`all_instances`).
+
+Collect order: first the instances where the pick matters (the candidates' official verdicts differ); on
+the others every pick scores the same, so `all_instances` is exact for them without a matrix, and a
+mixed instance not collected yet is scored on its patches alone (listed in the JSON).
 
     python3 benchmarks/ensemble_selection.py --mirrors DIR --layout '{owner}+{name}/repo' \
         --work bench-work/ensemble --out benchmarks/results/ensemble_selection/ensemble_selection.json
@@ -235,6 +241,9 @@ def all_instances(
     """Every instance asked for, each with the evidence there is: the collected ones with their tests and
     matrix, the others with their candidates' patches alone (what the policies then fall back to)."""
     inputs = {i: stored.get(i) or text_only(i, candidates.get(i, [])) for i in ids}
+    # where every candidate carries the same official verdict, every pick scores the same: the matrix
+    # matters only on the others, which the collect phase does first (`mixed_instances`)
+    mixed = [i for i in ids if len({candidate_value(c, verdicts) for c in inputs[i].candidates}) > 1]
 
     def rate(values) -> float:
         return round(100 * statistics.fmean(values), 2)
@@ -249,8 +258,13 @@ def all_instances(
     return {
         "instances": len(ids),
         "with_execution_evidence": sum(i in stored for i in ids),
-        "note": "instances without a collected matrix are scored on their candidates' patches alone "
-        "(no tests): the policies' fallback, not their full evidence",
+        "mixed_instances": len(mixed),
+        "mixed_with_execution_evidence": sum(i in stored for i in mixed),
+        "mixed_without_execution_evidence": sorted(i for i in mixed if i not in stored),
+        "note": "on an instance whose candidates all carry the same official verdict every pick scores "
+        "the same, so these need no matrix; the 'mixed' ones (candidates disagree) without a collected "
+        "matrix are scored on their candidates' patches alone (no tests): the policies' fallback, not "
+        "their full evidence",
         "resolve_rate_percent": table,
     }
 
@@ -469,7 +483,16 @@ def main() -> None:
     if args.phase in ("collect", "both"):
         if not args.mirrors:
             sys.exit("--mirrors (or PATCHFLEET_MIRRORS) is needed to collect")
-        collect(args, tasks, loaded.candidates)
+        # the instances where the pick matters first (candidates' official verdicts differ): on the
+        # others every pick scores the same, so their matrices change no figure (they are collected last)
+        verdicts = official_verdicts(DATA / "candidates_dev.jsonl")
+
+        def matters(task: Task) -> bool:
+            return len({candidate_value(c, verdicts) for c in loaded.candidates.get(task.id, [])}) > 1
+
+        collect(
+            args, [t for t in tasks if matters(t)] + [t for t in tasks if not matters(t)], loaded.candidates
+        )
     if args.export_inputs:
         print(f"exported {export_inputs(args.work, args.export_inputs)} finished instance(s)")
     if args.phase in ("score", "both"):
