@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from patchfleet.errors import ConfigError, PatchfleetError
+from patchfleet.runs.options import ApiBase, Model, Sets
 
 # The contract with `patchfleet fix` (runs/fix.py): the bot calls, when that module defines it,
 #     bot_fix(repo_path: Path, issue_title: str, issue_body: str, *, model: str | None, samples: int,
@@ -79,17 +80,12 @@ def bot(
     branch_prefix: Annotated[str, typer.Option(help="branches are <prefix>/issue-<n>")] = "patchfleet",
     draft: Annotated[bool, typer.Option("--draft/--ready", help="open the pull request as a draft")] = True,
     remote: Annotated[str | None, typer.Option(help="push URL (default <server-url>/<repo>.git)")] = None,
-    model: Annotated[str | None, typer.Option(help="litellm model string for patchfleet fix")] = None,
+    model: Model = None,
     samples: Annotated[int, typer.Option(min=1, help="trajectories to run")] = 4,
     policy: Annotated[str | None, typer.Option(help="selection policy")] = None,
     budget: Annotated[float | None, typer.Option(help="dollar budget of the run")] = None,
-    api_base: Annotated[
-        str | None, typer.Option(help="the model's endpoint (OpenAI-compatible etc.)")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="dotted run-config override, e.g. agent.limits.step_limit=50"),
-    ] = None,
+    api_base: ApiBase = None,
+    set_: Sets = None,
     out: Annotated[
         Path | None, typer.Option(help="the fix's run folder (trajectories, report); default a temp dir")
     ] = None,
