@@ -15,7 +15,14 @@ from patchfleet.data.recipes import load_specs, recipe_for
 from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder, RepoSource
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError
-from patchfleet.runs.batch import SelectionFailed, SelectJob, Selector, Services, run_batch, task_plan
+from patchfleet.runs.batch import (
+    SelectionFailed,
+    SelectJob,
+    Selector,
+    Services,
+    run_batch,
+    task_plan,
+)
 from patchfleet.runs.candidate_eval import evaluate_candidates
 from patchfleet.runs.config import RunConfig, model_shorthands
 from patchfleet.runs.layout import RunLayout
@@ -23,7 +30,10 @@ from patchfleet.runs.progress import RunProgress
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.official import OfficialImages
 from patchfleet.sandbox.trust import HostTrust
-from patchfleet.selection.candidates import load_candidates_from_predictions, merge_loaded
+from patchfleet.selection.candidates import (
+    load_candidates_from_predictions,
+    merge_loaded,
+)
 from patchfleet.selection.model import Candidate, Decision
 
 
@@ -33,13 +43,23 @@ def repo_source(config: RunConfig) -> RepoSource:
         raise ConfigError("give --mirrors or --local, not both")
     if data.local:
         return LocalCheckout(path=data.local)
-    return MirrorFolder(root=data.mirrors, layout=data.layout) if data.mirrors else CloneUrl()
+    return (
+        MirrorFolder(root=data.mirrors, layout=data.layout)
+        if data.mirrors
+        else CloneUrl()
+    )
 
 
-def load_run_tasks(config: RunConfig, warn: Callable[[str], None]) -> tuple[list[Task], dict[str, EvalSpec]]:
+def load_run_tasks(
+    config: RunConfig, warn: Callable[[str], None]
+) -> tuple[list[Task], dict[str, EvalSpec]]:
     if not config.data.dataset:
-        raise ConfigError("no dataset: pass --dataset (or set data.dataset in --config)")
-    loaded = load_tasks(config.data.dataset, instance_ids=config.data.instance_ids or None)
+        raise ConfigError(
+            "no dataset: pass --dataset (or set data.dataset in --config)"
+        )
+    loaded = load_tasks(
+        config.data.dataset, instance_ids=config.data.instance_ids or None
+    )
     for error in loaded.errors:
         warn(f"skipped: {error}")
     if loaded.missing_ids:
@@ -51,12 +71,16 @@ def load_run_tasks(config: RunConfig, warn: Callable[[str], None]) -> tuple[list
     return loaded.tasks, loaded.eval_specs
 
 
-def other_candidates(config: RunConfig, warn: Callable[[str], None]) -> dict[str, list[Candidate]]:
+def other_candidates(
+    config: RunConfig, warn: Callable[[str], None]
+) -> dict[str, list[Candidate]]:
     """Other systems' predictions files as candidates, by instance (ensembling)."""
     for path in config.data.candidates:
         if not Path(path).is_file():
             raise ConfigError(f"--candidates {path}: no such file")
-    loaded = merge_loaded(*(load_candidates_from_predictions(p) for p in config.data.candidates))
+    loaded = merge_loaded(
+        *(load_candidates_from_predictions(p) for p in config.data.candidates)
+    )
     for error in loaded.errors:
         warn(f"candidates: {error}")
     return loaded.candidates
@@ -78,11 +102,15 @@ def build_services(
     def recipe(task: Task):
         return recipe_for(task, source, specs)
 
-    builder = ImageBuilder(backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log)
+    builder = ImageBuilder(
+        backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log
+    )
     if select is None:
         select = pipeline_selector(config, backend, builder, recipe, source, log)
 
-    def evaluate(tasks: list[Task], eval_specs: dict[str, EvalSpec], out: Path) -> dict[str, Any]:
+    def evaluate(
+        tasks: list[Task], eval_specs: dict[str, EvalSpec], out: Path
+    ) -> dict[str, Any]:
         predictions, errors = load_predictions(config.outputs.dir / "preds.jsonl")
         for error in errors:
             log(f"predictions: {error}")
@@ -107,7 +135,9 @@ def build_services(
         )
         # every candidate too, through the same verdict cache: the report's oracle and random figures
         layout = RunLayout(config.outputs.dir)
-        evaluate_candidates(evaluator, layout, tasks, eval_specs, workers=config.eval_workers)
+        evaluate_candidates(
+            evaluator, layout, tasks, eval_specs, workers=config.eval_workers
+        )
         return summary
 
     return Services(
@@ -139,10 +169,14 @@ def pipeline_selector(
     if config.selection.verifier is not None:
         judge = config.selection.verifier
         if judge.cache_dir is None:
-            judge = judge.model_copy(update={"cache_dir": config.outputs.dir / "verifier-cache"})
+            judge = judge.model_copy(
+                update={"cache_dir": config.outputs.dir / "verifier-cache"}
+            )
         verifier = Verifier(judge)
     selector = PipelineSelector(
-        backend=config.sandbox.limited(backend),  # the run config's limits in every selection sandbox
+        backend=config.sandbox.limited(
+            backend
+        ),  # the run config's limits in every selection sandbox
         builder=builder,
         recipe=recipe,
         source=source,
@@ -180,7 +214,9 @@ def run(
     if config.executor == "ray":
         from patchfleet.runs.ray_executor import connect
 
-        connect(config.ray_address)  # an unreachable cluster fails here, before any work
+        connect(
+            config.ray_address
+        )  # an unreachable cluster fails here, before any work
     config.selection.check()
     tasks, eval_specs = load_run_tasks(config, warn)
     if config.agent.model is None and not config.parallel.models:
@@ -253,7 +289,9 @@ def batch_shorthands(
     }
     if temperatures is not None:
         try:
-            keys["parallel.temperatures"] = [float(t) for t in temperatures.split(",") if t.strip()]
+            keys["parallel.temperatures"] = [
+                float(t) for t in temperatures.split(",") if t.strip()
+            ]
         except ValueError as exc:
             raise ConfigError(f"--temperatures {temperatures!r}: {exc}") from exc
     return {**keys, **model_shorthands(model, api_base, models or ())}
