@@ -18,6 +18,7 @@ plain "unresolved" without saying so.
     │   ├── ImageBuildError          a layer failed to build (log attached)
     │   ├── RepoSourceError          a repository or commit could not be obtained
     │   ├── ModelUnavailable         provider outage, rate limit that outlived retries
+    │   ├── WorkerLost               a cluster worker (or its node) died while running a unit
     │   └── GitHubError              a GitHub REST call failed (status and message attached)
     └── AgentError                   not retried: the trajectory itself went wrong
         └── ModelError
@@ -95,6 +96,10 @@ class RepoSourceError(InfrastructureError):
 
 class ModelUnavailable(InfrastructureError):
     """The model provider failed in a way that outlived our retries (outage, rate limit)."""
+
+
+class WorkerLost(InfrastructureError):
+    """A Ray worker or node died while running a unit of work (`--executor ray`); the unit may be retried."""
 
 
 class GitHubError(InfrastructureError):

@@ -6,7 +6,13 @@ ways: `agent.run_parallel` per task (the floor), `runs.batch.run_batch` with the
 `run_batch` with the live dashboard rendering to a terminal. Reported: wall time and process CPU time of
 each, the batch's overhead as a share of wall time, and the dashboard's CPU as a share of one core.
 
-    python3 benchmarks/batch_overhead.py --out bench-results/batch_overhead.json
+`--executors` instead runs the same batch with the local executor (threads) and the Ray executor on a
+Ray cluster started on this machine, interleaved (local, ray, local, ray, ...) after a warm-up of each,
+and reports Ray's wall time as a ratio of local's (trajectories are then Ray tasks in worker processes;
+the driver's CPU time is reported, the workers' is not).
+
+    python3 benchmarks/batch_overhead.py --out benchmarks/results/batch_overhead/batch_overhead.json
+    python3 benchmarks/batch_overhead.py --executors --out benchmarks/results/batch_overhead/ray_vs_local.json
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from patchfleet.agent import run_parallel  # noqa: E402
 from patchfleet.agent.config import SUBMIT_COMMAND  # noqa: E402
 from patchfleet.data.recipes import Recipe  # noqa: E402
 from patchfleet.data.task import Task  # noqa: E402
+from patchfleet.executor import LocalExecutor  # noqa: E402
 from patchfleet.runs.batch import Services, majority_select, run_batch  # noqa: E402
 from patchfleet.runs.config import RunConfig  # noqa: E402
 from patchfleet.runs.progress import LiveProgress, RunProgress  # noqa: E402
@@ -87,6 +94,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds the server adds to every call")
+    parser.add_argument("--executors", action="store_true", help="local against Ray, interleaved")
+    parser.add_argument("--rounds", type=int, default=2, help="with --executors: local+ray pairs")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -135,6 +144,12 @@ def main() -> None:
         def batch(name: str, progress_factory) -> None:
             run_batch(config(name), tasks, {}, services(progress_factory()))
 
+        if args.executors:
+            report = compare_executors(args, tasks, config, services)
+            report["model_calls"] = len(server.requests)
+            write(args.out, report)
+            return
+
         def live() -> LiveProgress:
             return LiveProgress(Console(file=io.StringIO(), force_terminal=True, width=160))
 
@@ -158,8 +173,7 @@ def main() -> None:
         "batch_extra_cpu_s": round(run["cpu_s"] - floor["cpu_s"], 3),
         "dashboard_cpu_share_of_one_core": round((dash["cpu_s"] - run["cpu_s"]) / dash["wall_s"], 4),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write(args.out, report)
     print(f"{'run':<18}{'wall s':>9}{'cpu s':>9}")
     for name, row in results.items():
         print(f"{name:<18}{row['wall_s']:>9.2f}{row['cpu_s']:>9.2f}")
@@ -167,6 +181,72 @@ def main() -> None:
         f"batch overhead {report['batch_overhead_share_of_wall']:.2%} of wall time; "
         f"dashboard {report['dashboard_cpu_share_of_one_core']:.2%} of one core"
     )
+
+
+def compare_executors(args, tasks: list[Task], config, services) -> dict[str, Any]:
+    """The same batch with each executor, interleaved so that the machine's load hits both alike."""
+    import fakes.null_sandbox
+    import ray
+    from fakes.ray_cluster import ray_head
+
+    from patchfleet.runs.ray_executor import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(fakes.null_sandbox)  # Ray workers cannot import tests/
+    # a head on loopback, as the tests start one (`ray.init("local")` would also leave an auth token in
+    # ~/.ray that clients of later `ray start` clusters then fail with)
+    with tempfile.TemporaryDirectory() as tmp, ray_head(Path(tmp) / "ray.log") as address:
+        ray_executor = RayExecutor(address)  # one for the whole comparison: its workers stay warm
+        try:
+            return _compare(args, tasks, config, services, ray_executor)
+        finally:
+            ray.shutdown()
+
+
+def _compare(args, tasks: list[Task], config, services, ray_executor) -> dict[str, Any]:
+    executors = {"local": LocalExecutor, "ray": lambda: ray_executor}
+    runs: list[dict[str, Any]] = []
+
+    def one(kind: str, label: str) -> dict[str, Any]:
+        folder = f"{kind}-{label}"
+        chosen = services(RunProgress())
+        chosen.executor = executors[kind]()
+        timing = measure(lambda: run_batch(config(folder), tasks, {}, chosen))
+        row = {"executor": kind, "run": label, **timing}
+        row["load_average_1m"] = round(os.getloadavg()[0], 2)
+        print(f"{kind:<6}{label:<8}{row['wall_s']:>9.2f} s wall{row['cpu_s']:>8.2f} s driver cpu", flush=True)
+        return row
+
+    # warm-up: litellm's first import here, and Ray's worker processes (each imports patchfleet and litellm)
+    warm = {kind: one(kind, "warm-up") for kind in ("local", "ray")}
+    for number in range(1, args.rounds + 1):
+        runs += [one("local", str(number)), one("ray", str(number))]
+    units = dict(ray_executor.units)
+    workers = len(ray_executor.workers)
+    local = [r["wall_s"] for r in runs if r["executor"] == "local"]
+    remote = [r["wall_s"] for r in runs if r["executor"] == "ray"]
+    ratios = [round(b / a, 4) for a, b in zip(local, remote, strict=True)]
+    report = {
+        "benchmark": "batch_overhead.executors",
+        "date": dt.datetime.now(dt.UTC).isoformat(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "setup": {k: getattr(args, k) for k in ("tasks", "samples", "steps", "latency", "rounds")},
+        "compared": "run_batch with LocalExecutor (threads) vs RayExecutor (each trajectory a Ray task on a "
+        "one-node cluster started here), null sandboxes, the real litellm client against the local server",
+        "warm_up": warm,
+        "runs": runs,
+        "ray_over_local_wall": ratios,
+        "ray_over_local_wall_total": round(sum(remote) / sum(local), 4),
+        "ray_units": units,
+        "ray_worker_processes": workers,
+    }
+    print(f"ray / local wall time per round: {ratios}; over all rounds {report['ray_over_local_wall_total']}")
+    return report
+
+
+def write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

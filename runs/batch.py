@@ -18,9 +18,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from patchfleet.agent.model import Limiter, Model, Reply
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
-from patchfleet.errors import ConfigError, PatchfleetError, SandboxError
+from patchfleet.errors import ConfigError, InfrastructureError, PatchfleetError, SandboxError
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.runs.budget import Budget
 from patchfleet.runs.candidate_eval import chosen_ids, pool_figures
 from patchfleet.runs.config import RunConfig
@@ -52,6 +54,7 @@ from patchfleet.runs.outputs import summarize, write_prediction, write_predictio
 from patchfleet.runs.progress import RunProgress
 from patchfleet.runs.report import write_report
 from patchfleet.runs.trajectories import row
+from patchfleet.sandbox.config import DockerConfig
 from patchfleet.sandbox.docker import DockerBackend
 from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.sandbox.official import OfficialImages
@@ -92,6 +95,9 @@ class Services:
     progress: RunProgress = field(default_factory=RunProgress)
     official: OfficialImages | None = None  # official SWE-bench images, used where found
     evaluate: Callable[[list[Task], dict[str, EvalSpec], Path], dict[str, Any]] | None = None
+    # where trajectories, matrix rows and evaluations run; with a remote one (Ray), backend, builder
+    # and official are `executor.OnNode`s, so that a unit uses the engine of the node it lands on
+    executor: Executor = field(default_factory=LocalExecutor)
 
 
 @dataclass
@@ -158,14 +164,10 @@ def _run(
         spent = sum(_spent_in_files(layout, task.id) for task in tasks)
         budget = Budget(config.budget, spent=spent)
         services.progress.start(len(tasks), len(tasks) * len(specs), config.budget, spent)
-        if config.executor == "ray":
-            from patchfleet.runs.ray_executor import run_tasks_on_ray
-
-            results = run_tasks_on_ray(config, run_id, tasks, budget, services.progress, other_candidates)
-        else:
-            runner = TaskRunner(config, layout, run_id, ledger, budget, services, specs, other_candidates)
-            with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="task") as pool:
-                results = list(pool.map(runner.run_task, tasks))
+        # tasks are orchestrated here, in threads, whatever the executor: only their units go elsewhere
+        runner = TaskRunner(config, layout, run_id, ledger, budget, services, specs, other_candidates)
+        with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="task") as pool:
+            results = list(pool.map(runner.run_task, tasks))
         predictions = write_predictions(layout, tasks)
         evaluation = None
         if config.evaluate and services.evaluate is not None:
@@ -175,11 +177,13 @@ def _run(
         summary = summarize(layout, run_id, tasks, results, budget, evaluation, time.monotonic() - started)
         if evaluation is not None:  # every candidate's verdict, when the evaluation graded them
             summary["candidates"] = pool_figures(layout, tasks, chosen_ids(layout, tasks))
+        summary["executor"] = services.executor.describe()
         write_json_atomic(out / "summary.json", summary)
         write_report(out)  # the run's one page, from the files just written
         return summary
     finally:
         ledger.close()
+        services.executor.close()
         services.progress.close()
 
 
@@ -207,13 +211,14 @@ def _spent_in_files(layout: RunLayout, instance_id: str) -> float:
 
 @dataclass
 class TaskRunner:
-    """Runs tasks of one run: in threads of this process, or one per Ray task (runs/ray_executor.py)."""
+    """Runs the tasks of one run in threads of this process; each trajectory is a unit of
+    `services.executor` (here, or a Ray task: runs/ray_executor.py), within this process's budget."""
 
     config: RunConfig
     layout: RunLayout
     run_id: str
     ledger: Ledger
-    budget: Budget  # or anything with its reserve/settle/add (a Ray actor's proxy)
+    budget: Budget
     services: Services
     specs: list[TrajectorySpec]
     others: dict[str, list[Candidate]]
@@ -225,6 +230,7 @@ class TaskRunner:
             self.llm_limiter = threading.BoundedSemaphore(self.config.max_llm_calls)
         if self.config.max_sandboxes:
             self.sandbox_limiter = threading.BoundedSemaphore(self.config.max_sandboxes)
+        self._on_step = self.services.executor.relay(self.services.progress.step)
 
     # -- one task -----------------------------------------------------------------------------------
     def run_task(self, task: Task) -> TaskResult:
@@ -289,10 +295,6 @@ class TaskRunner:
         """The task's image and the environment its sandboxes need: the official image where the run
         uses them and one is found (its conda env), else ours, whose build is retried when a sandbox
         fails to start."""
-        official = self.services.official
-        found = official.for_task(task.id) if official is not None else None
-        if found is not None:
-            return found.name, dict(found.env)
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, SandboxError)),
             stop=stop_after_attempt(self.config.retry.attempts),
@@ -302,9 +304,8 @@ class TaskRunner:
             ),
             reraise=True,
         )
-        return retrying(
-            lambda: self.services.builder.ensure(image_spec(task, self.services.recipe(task)))
-        ), {}
+        services = self.services
+        return retrying(lambda: ensure_image(services.builder, services.official, services.recipe, task))
 
     # -- trajectories -------------------------------------------------------------------------------
     def _trajectories(self, task: Task, image: str, env: dict[str, str]) -> list[TrajectoryOutcome]:
@@ -347,21 +348,33 @@ class TaskRunner:
                 ErrorInfo(NOT_STARTED, "budget", "the run's budget does not allow another trajectory"),
             )
         spent = 0.0
-        try:
-
-            def sandbox(index: int):
-                labels = {"role": "agent", "task": task.id, "trajectory": str(index), "run": self.run_id}
-                return self.services.backend.start(self.config.sandbox.spec(image, labels, env=env))
-
-            def model(spec: TrajectorySpec, limiter: Limiter | None) -> Model:
-                def on_reply(reply: Reply, calls: int) -> None:
-                    self.services.progress.step(task.id, spec.index, calls, reply.cost)
-
-                return ReportingModel(spec.model.build(limiter=limiter), on_reply)
-
-            outcome = run_trajectory(
-                task, spec, sandbox, self.layout.out, self.llm_limiter, self.sandbox_limiter, model
+        executor = self.services.executor
+        job = TrajectoryJob(
+            task,
+            spec,
+            image,
+            env,
+            self.run_id,
+            self.layout.out,
+            self.config.sandbox,
+            self.services.backend,
+            self._on_step,
+        )
+        if executor.in_process:
+            job = replace(job, llm_limiter=self.llm_limiter, sandbox_limiter=self.sandbox_limiter)
+        else:  # the node may lack the image (built or pulled here); it makes sure, once per process
+            services = self.services
+            job = replace(
+                job, prepare=partial(ensure_image, services.builder, services.official, services.recipe, task)
             )
+        try:
+            # a remote trajectory holds this process's sandbox limit while it runs (one sandbox each);
+            # LLM calls are not limited across processes
+            with nullcontext() if executor.in_process else (self.sandbox_limiter or nullcontext()):
+                try:
+                    outcome = executor.run(run_trajectory_job, job)
+                except InfrastructureError as exc:  # the worker or its node died: retried as any other
+                    outcome = TrajectoryOutcome.failure(spec, path, ErrorInfo.of(exc))
             spent = outcome.cost
             return outcome
         finally:
@@ -388,6 +401,55 @@ class TaskRunner:
         if not (folder / DECISION_FILE).exists():
             write_json_atomic(folder / DECISION_FILE, decision.model_dump(mode="json"))
         return decision
+
+
+@dataclass(frozen=True)
+class TrajectoryJob:
+    """One trajectory as a unit of work: all it needs, picklable when the executor is remote (then the
+    backend is an `OnNode`, `on_step` a relay, and there are no limiters: they are this process's)."""
+
+    task: Task
+    spec: TrajectorySpec
+    image: str
+    env: dict[str, str]
+    run_id: str
+    out: Path
+    sandbox: DockerConfig
+    backend: Any  # a DockerBackend, or an OnNode of one
+    on_step: Callable[[str, int, int, float], None]  # (task, trajectory, calls, cost): progress
+    prepare: Callable[[], object] | None = None  # before the sandbox starts: the image, on this node
+    llm_limiter: Limiter | None = None
+    sandbox_limiter: Limiter | None = None
+
+
+def run_trajectory_job(job: TrajectoryJob) -> TrajectoryOutcome:
+    """Run one trajectory wherever the executor put it; its failures are in the outcome."""
+    task = job.task
+
+    def sandbox(index: int):
+        if job.prepare is not None:  # here, so that an image that fails is this trajectory's failure
+            job.prepare()
+        labels = {"role": "agent", "task": task.id, "trajectory": str(index), "run": job.run_id}
+        return job.backend.start(job.sandbox.spec(job.image, labels, env=job.env))
+
+    def model(spec: TrajectorySpec, limiter: Limiter | None) -> Model:
+        def on_reply(reply: Reply, calls: int) -> None:
+            job.on_step(task.id, spec.index, calls, reply.cost)
+
+        return ReportingModel(spec.model.build(limiter=limiter), on_reply)
+
+    return run_trajectory(task, job.spec, sandbox, job.out, job.llm_limiter, job.sandbox_limiter, model)
+
+
+def ensure_image(
+    builder: ImageBuilder, official: OfficialImages | None, recipe: Callable[[Task], Any], task: Task
+) -> tuple[str, dict[str, str]]:
+    """The task's image on this machine, and the environment its sandboxes need: the official image where
+    the run uses them and one is found (its conda env), else ours, built where missing."""
+    found = official.for_task(task.id) if official is not None else None
+    if found is not None:
+        return found.name, dict(found.env)
+    return builder.ensure(image_spec(task, recipe(task))), {}
 
 
 def task_plan(config: RunConfig, instance_id: str) -> list[TrajectorySpec]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Prediction, Task
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.runs.layout import CANDIDATES_FILE, RunLayout, read_json
 from patchfleet.selection.model import Candidate, CandidateSource
 
@@ -27,12 +27,7 @@ RUN_ID = "candidates"  # their logs: <eval>/logs/run_evaluation/candidates/<cand
 
 class Grader(Protocol):
     def evaluate(
-        self,
-        task: Task,
-        spec: EvalSpec,
-        prediction: Prediction,
-        *,
-        run_id: str | None = None,
+        self, task: Task, spec: EvalSpec, prediction: Prediction, *, run_id: str | None = None
     ) -> Any: ...
 
 
@@ -50,8 +45,10 @@ def evaluate_candidates(
     *,
     workers: int = 1,
     log: Callable[[str], None] = lambda line: None,
+    executor: Executor | None = None,
 ) -> dict[str, dict[str, bool | None]]:
-    """Grade every stored candidate of every task; returns and writes {task: {candidate: resolved}}."""
+    """Grade every stored candidate of every task; returns and writes {task: {candidate: resolved}}.
+    Each grading is a unit of `executor` (default: `workers` threads here; Ray: a node each)."""
     jobs = [
         (task, candidate)
         for task in tasks
@@ -63,38 +60,23 @@ def evaluate_candidates(
     def grade(job: tuple[Task, Candidate]) -> tuple[str, str, bool | None]:
         task, candidate = job
         prediction = Prediction(
-            instance_id=task.id,
-            model_patch=candidate.patch,
-            model_name_or_path=candidate.id,
+            instance_id=task.id, model_patch=candidate.patch, model_name_or_path=candidate.id
         )
         try:
             outcome = grader.evaluate(task, specs[task.id], prediction, run_id=RUN_ID)
         except Exception as exc:  # noqa: BLE001 - a bug in one candidate's evaluation must not sink the others
-            log(
-                f"{task.id} candidate {candidate.id}: internal error ({type(exc).__name__}: {exc})"
-            )
+            log(f"{task.id} candidate {candidate.id}: internal error ({type(exc).__name__}: {exc})")
             return task.id, candidate.id, None
-        verdict = (
-            "error"
-            if outcome.error
-            else "resolved"
-            if outcome.resolved
-            else "unresolved"
-        )
+        verdict = "error" if outcome.error else "resolved" if outcome.resolved else "unresolved"
         log(
             f"{task.id} candidate {candidate.id}: {verdict}"
             + (f" ({outcome.error})" if outcome.error else "")
         )
         return task.id, candidate.id, None if outcome.error else bool(outcome.resolved)
 
-    verdicts: dict[str, dict[str, bool | None]] = {
-        t.id: {} for t in tasks if t.id in specs
-    }
-    with ThreadPoolExecutor(
-        max_workers=max(workers, 1), thread_name_prefix="grade"
-    ) as pool:
-        for task_id, candidate_id, resolved in pool.map(grade, jobs):
-            verdicts[task_id][candidate_id] = resolved
+    verdicts: dict[str, dict[str, bool | None]] = {t.id: {} for t in tasks if t.id in specs}
+    for task_id, candidate_id, resolved in (executor or LocalExecutor()).map(grade, jobs, workers=workers):
+        verdicts[task_id][candidate_id] = resolved
     for task_id, flags in verdicts.items():
         if flags:
             write_json_atomic(layout.task_dir(task_id) / EVALUATION_FILE, flags)
@@ -107,9 +89,7 @@ def chosen_ids(layout: RunLayout, tasks: list[Task]) -> dict[str, str | None]:
     return {k: v.get("candidate_id") for k, v in found.items() if isinstance(v, dict)}
 
 
-def pool_figures(
-    layout: RunLayout, tasks: list[Task], chosen: dict[str, str | None]
-) -> dict[str, Any]:
+def pool_figures(layout: RunLayout, tasks: list[Task], chosen: dict[str, str | None]) -> dict[str, Any]:
     """Over the tasks whose candidates were graded: how many the chosen patch, any candidate (oracle) and
     a source picked at random resolve, each source (submission or trajectory model) alone, and errors."""
     graded = oracle = picked = errors = 0
@@ -138,13 +118,10 @@ def pool_figures(
         "tasks": graded,
         "chosen_resolved": picked,
         "oracle_resolved": oracle,
-        "random_pick_resolved": round(
-            random_pick, 3
-        ),  # expected count: one source drawn per task
+        "random_pick_resolved": round(random_pick, 3),  # expected count: one source drawn per task
         "evaluation_errors": errors,
         "by_source": {
-            name: {"resolved": by_source[name], "proposed": proposed[name]}
-            for name in sorted(proposed)
+            name: {"resolved": by_source[name], "proposed": proposed[name]} for name in sorted(proposed)
         },
     }
 

@@ -16,8 +16,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import EvalSpec, Prediction, Task
 from patchfleet.data.upstream import Specs
 from patchfleet.errors import PatchApplyError, PatchfleetError
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.runs.verdicts import VerdictCache
 from patchfleet.sandbox.base import REPO_DIR, Network, SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
@@ -105,6 +106,23 @@ class Evaluator:
         images: ImageMode | str = ImageMode.LOCAL,
         specs: Specs | None = None,
     ) -> None:
+        # how to make it again elsewhere: a copy sent to a Ray worker builds its own images and clients
+        self._arguments = (
+            (backend, source, out_dir),
+            {
+                "recipes": recipes,
+                "allow_pull": allow_pull,
+                "test_timeout": test_timeout,
+                "network": network,
+                "cpus": cpus,
+                "memory": memory,
+                "reinstall": reinstall,
+                "log": log,
+                "run_id": run_id,
+                "images": images,
+                "specs": specs,
+            },
+        )
         self.backend = backend
         self.out_dir = out_dir
         self.run_id = run_id  # names the log folder of `evaluate` calls that do not give their own
@@ -123,6 +141,10 @@ class Evaluator:
         # a recipe may read files from the repository source; every patch of a task shares it
         self._recipe_of: dict[str, Recipe] = {}
         self.verdicts = VerdictCache(out_dir, chain=HARNESS_CHAIN, stable_methods=STABLE_METHODS)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args, kwargs = self._arguments
+        return partial(Evaluator, **kwargs), args
 
     def evaluate(
         self, task: Task, spec: EvalSpec, prediction: Prediction, *, run_id: str | None = None
@@ -287,6 +309,21 @@ class EvaluationTimeout(EvaluationError):
     """The tests of an instance did not finish in time."""
 
 
+def _evaluate_one(evaluator: Evaluator, run_id: str, job: tuple[Task, EvalSpec, Prediction]) -> Outcome:
+    """One instance, as a unit of work (here or on a Ray node); logged as soon as it is known."""
+    task, spec, prediction = job
+    try:
+        outcome = evaluator.evaluate(task, spec, prediction, run_id=run_id)
+    except Exception as exc:  # noqa: BLE001 - a bug in one instance must not sink the batch
+        outcome = Outcome(task.id, error=f"internal: {type(exc).__name__}: {exc}")
+    verdict = "error" if outcome.error else ("resolved" if outcome.resolved else "unresolved")
+    cached = " (verdict from the cache)" if "cached" in outcome.timings else ""
+    evaluator.log(
+        f"{outcome.instance_id}: {verdict}{cached}" + (f" ({outcome.error})" if outcome.error else "")
+    )
+    return outcome
+
+
 def run_evaluation(
     evaluator: Evaluator,
     tasks: Iterable[Task],
@@ -296,6 +333,7 @@ def run_evaluation(
     workers: int = 1,
     run_id: str | None = None,
     dataset_ids: Iterable[str] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Evaluate every task that has a non-empty prediction and write the run report, as the harness does.
 
@@ -303,28 +341,17 @@ def run_evaluation(
     prediction's model, as `make_run_report` names it). `total_instances` counts `dataset_ids` (the
     dataset, or the ids asked for; default: `tasks`); an empty patch is not run but listed under
     `empty_patch_ids`. The report also holds `errors` (why each error instance failed) and `timings`.
+    `executor`: where each instance is evaluated (default: `workers` threads here; Ray: a node each).
     """
     run_id = run_id or evaluator.run_id
     tasks = list(tasks)
     dataset = set(dataset_ids) if dataset_ids is not None else {t.id for t in tasks}
     empty = {i for i, p in predictions.items() if not p.model_patch}
     todo = [task for task in tasks if task.id in predictions and task.id not in empty]
-    outcomes: list[Outcome] = []
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        futures = {
-            pool.submit(evaluator.evaluate, t, specs[t.id], predictions[t.id], run_id=run_id): t for t in todo
-        }
-        for future in as_completed(futures):
-            try:
-                outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - a bug in one instance must not sink the batch
-                outcome = Outcome(futures[future].id, error=f"internal: {type(exc).__name__}: {exc}")
-            outcomes.append(outcome)
-            verdict = "error" if outcome.error else ("resolved" if outcome.resolved else "unresolved")
-            cached = " (verdict from the cache)" if "cached" in outcome.timings else ""
-            evaluator.log(
-                f"{outcome.instance_id}: {verdict}{cached}" + (f" ({outcome.error})" if outcome.error else "")
-            )
+    jobs = [(t, specs[t.id], predictions[t.id]) for t in todo]
+    outcomes = (executor or LocalExecutor()).map(
+        partial(_evaluate_one, evaluator, run_id), jobs, workers=max(workers, 1)
+    )
     reports = {o.instance_id: o.report[o.instance_id] for o in outcomes if o.report}
     errors = {o.instance_id: o.error for o in outcomes if o.error}
     logs = {}

@@ -1,35 +1,36 @@
-"""`--executor ray`: each task of a batch runs as a Ray task, on whichever node Ray picks, with that node's
-Docker engine; the files (a shared folder) and the ledger (a shared database, e.g. PostgreSQL, when the
-nodes are several machines) are what the nodes have in common.
+"""`--executor ray`: every trajectory, selection test run (a matrix row) and evaluation is a Ray task on a
+node of the cluster, using that node's Docker engine (`executor.OnNode`). The driver keeps the rest: the
+schedule, the budget, retries, the ledger and the progress display, so the ledger needs no database
+shared between machines. What the nodes share is the output folder (trajectories, cells and evaluation
+logs are written there) and the repository sources.
 
-Two small actors keep the run whole: the budget (one for the cluster, so reservations from every node
-add up) and a queue of progress events that the driver drains into its dashboard. Evaluation runs on the
-driver afterwards. Ray is an optional extra: `pip install 'patchfleet[ray]'`.
+The tasks are calls to one threaded actor per node (a `_NodeWorker`), sent to the one with the fewest
+units in flight. Units mostly wait on a model or a container, as the local executor's threads do; one
+process per unit instead would import patchfleet and litellm per process (seconds each) and Ray stops
+idle workers beyond a node's CPU count, so it would do so again and again.
+
+Ray is an optional extra: `pip install 'patchfleet[ray]'`.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from patchfleet.agent.loop import ErrorInfo
-from patchfleet.agent.parallel import plan
-from patchfleet.data.task import Task
-from patchfleet.errors import ConfigError
-from patchfleet.runs.batch import TaskResult, TaskRunner
-from patchfleet.runs.budget import Budget
-from patchfleet.runs.config import RunConfig
-from patchfleet.runs.layout import RunLayout
-from patchfleet.runs.ledger import Ledger
-from patchfleet.runs.progress import RunProgress
-from patchfleet.selection.model import Candidate
+from patchfleet.errors import ConfigError, WorkerLost
 
-POLL_S = 0.5
+T = TypeVar("T")
+R = TypeVar("R")
+
+POLL_S = 0.2  # how often relayed events (log lines, progress) reach the driver
+MAX_UNITS_PER_NODE = 256  # threads of a node's worker; the callers' own bounds (workers, samples) come first
 # what workers on other machines need from the driver's environment (keys: the provider's usual variable)
 FORWARDED_PREFIXES = ("LITELLM_", "PATCHFLEET_", "HF_")
 FORWARDED_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-PROGRESS_EVENTS = ("task", "step", "trajectory_done", "retry", "add_cost", "task_done")
 
 
 def _ray() -> Any:
@@ -75,131 +76,159 @@ def _check_reachable(address: str) -> None:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
 
 
-def run_tasks_on_ray(
-    config: RunConfig,
-    run_id: str,
-    tasks: list[Task],
-    budget: Budget,
-    progress: RunProgress,
-    others: dict[str, list[Candidate]],
-) -> list[TaskResult]:
-    """Every task as a Ray task, at most `config.workers` at once; results in task order. What the
-    cluster spent is booked on `budget` at the end."""
-    ray = _ray()
-    connect(config.ray_address)
-    budget_actor = ray.remote(max_concurrency=1024)(_BudgetActor).remote(budget.limit, budget.spent)
-    events = ray.remote(_EventQueue).remote()
-    remote = ray.remote(num_cpus=0, max_retries=0)(_run_task)
-    before = budget.spent
-    results: dict[str, TaskResult] = {}
-    pending: dict[Any, Task] = {}
-    queue = list(tasks)
-    while queue or pending:
-        while queue and len(pending) < config.workers:
-            task = queue.pop(0)
-            ref = remote.remote(config, run_id, task, others.get(task.id, []), budget_actor, events)
-            pending[ref] = task
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-        _replay(ray.get(events.drain.remote()), progress)
-        for ref in done:
-            task = pending.pop(ref)
-            try:
-                results[task.id] = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a worker that died, or a bug: this task only
-                cause = getattr(exc, "cause", None) or exc
-                results[task.id] = TaskResult(task.id, "error", error=ErrorInfo.of(cause).to_json())
-                progress.task_done(task.id, "error", str(cause)[:120])
-    _replay(ray.get(events.drain.remote()), progress)
-    budget.add(ray.get(budget_actor.spent.remote()) - before)
-    return [results[task.id] for task in tasks]
+class _NodeWorker:
+    """One per node: runs units in its threads (a threaded actor), with that node's `OnNode` objects."""
+
+    def call(self, fn: Callable[[Any], Any], item: Any) -> tuple[Any, tuple[str, int]]:
+        return fn(item), (socket.gethostname(), os.getpid())
 
 
-def _replay(items: list[tuple[str, tuple, dict]], progress: RunProgress) -> None:
-    for name, args, kwargs in items:
-        getattr(progress, name)(*args, **kwargs)
+class RayExecutor:
+    """The `executor.Executor` of a Ray cluster: a `_NodeWorker` on every node alive at the start (one
+    that dies is restarted by Ray, elsewhere if its node is gone). Units reserve no CPU: the caller
+    bounds how many run at once (workers, samples)."""
+
+    in_process = False
+
+    def __init__(self, address: str | None = None) -> None:
+        connect(address)
+        self._ray = _ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = [node["NodeID"] for node in self._ray.nodes() if node.get("Alive")]
+        actor = self._ray.remote(num_cpus=0, max_concurrency=MAX_UNITS_PER_NODE, max_restarts=-1)(_NodeWorker)
+        self._nodes = [
+            actor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote()
+            for node in nodes
+        ]
+        self._in_flight = [0] * len(self._nodes)
+        self._events: Any = None  # the relay's queue actor, made at the first relay
+        self._callbacks: list[Callable[..., None]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._drainer: threading.Thread | None = None
+        self.units: Counter[str] = Counter()  # units run, by function name
+        self.workers: set[tuple[str, int]] = set()  # (host, pid) of every worker that ran one
+
+    def run(self, fn: Callable[[T], R], item: T) -> R:
+        node, ref = self._submit(fn, item)
+        try:
+            return self._result(fn, ref)
+        finally:
+            self._done(node)
+
+    def _submit(self, fn: Any, item: Any) -> tuple[int, Any]:
+        with self._lock:
+            node = min(range(len(self._nodes)), key=self._in_flight.__getitem__)
+            self._in_flight[node] += 1
+        return node, self._nodes[node].call.remote(fn, item)
+
+    def _done(self, node: int) -> None:
+        with self._lock:
+            self._in_flight[node] -= 1
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, workers: int) -> list[R]:
+        ray, todo = self._ray, list(items)
+        shared = ray.put(fn)  # pickled once, not once per item
+        pending: dict[Any, tuple[int, int]] = {}  # ref -> (item index, node)
+        results: list[Any] = [None] * len(todo)
+        failures: list[BaseException] = []
+        submitted = 0
+        while submitted < len(todo) or pending:
+            while submitted < len(todo) and len(pending) < max(1, workers):
+                node, ref = self._submit(shared, todo[submitted])
+                pending[ref] = (submitted, node)
+                submitted += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index, node = pending.pop(ref)
+                self._done(node)
+                try:
+                    results[index] = self._result(fn, ref)
+                except Exception as exc:  # noqa: BLE001 - raised below, after the others finished
+                    failures.append(exc)
+        if failures:  # as a thread pool's map: every unit ran, the first failure is raised
+            raise failures[0]
+        return results
+
+    def _result(self, fn: Callable[..., Any], ref: Any) -> Any:
+        exceptions = self._ray.exceptions
+        try:
+            value, where = self._ray.get(ref)
+        except exceptions.RayTaskError as exc:  # the unit's own exception: raised as itself
+            raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+        except exceptions.RayError as exc:  # the worker or its node died: retryable machinery
+            raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
+        with self._lock:
+            self.units[_name(fn)] += 1
+            self.workers.add(where)
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """The driver, the units run by function, and every (host, pid) that ran one."""
+        with self._lock:
+            return {
+                "type": "ray",
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "nodes": len(self._nodes),
+                "units": dict(self.units),
+                "workers": [{"host": host, "pid": pid} for host, pid in sorted(self.workers)],
+            }
+
+    def relay(self, callback: Callable[..., None]) -> Callable[..., None]:
+        with self._lock:
+            if self._events is None:  # an actor is a process: one for the executor's life, not per run
+                self._events = self._ray.remote(_EventQueue).remote()
+            if self._drainer is None:
+                self._drainer = threading.Thread(target=self._drain_loop, name="ray-relay", daemon=True)
+                self._drainer.start()
+            self._callbacks.append(callback)
+            return _Relayed(self._events, len(self._callbacks) - 1)
+
+    def _drain_loop(self) -> None:
+        while not self._stop.wait(POLL_S):
+            self._drain()
+
+    def _drain(self) -> None:
+        for key, args, kwargs in self._ray.get(self._events.drain.remote()):
+            self._callbacks[key](*args, **kwargs)
+
+    def close(self) -> None:
+        """Deliver what is still queued and stop delivering; a later relay starts again. The cluster
+        is left running (others may use it), and so is the queue's actor until Ray shuts down."""
+        with self._lock:
+            drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            self._stop.set()
+            drainer.join()
+            self._stop.clear()
+            self._drain()
 
 
-def _run_task(
-    config: RunConfig, run_id: str, task: Task, others: list[Candidate], budget_actor: Any, events: Any
-) -> TaskResult:
-    """On a worker: this node's Docker, the shared ledger and folder, the cluster's budget."""
-    from patchfleet.runs.wiring import build_services
-
-    services = build_services(config, progress=_ForwardingProgress(events))
-    ledger = Ledger(config.ledger_url())
-    try:
-        runner = TaskRunner(
-            config,
-            RunLayout(config.outputs.dir),
-            run_id,
-            ledger,
-            _RemoteBudget(budget_actor),  # type: ignore[arg-type]
-            services,
-            plan(config.agent, config.parallel),
-            {task.id: others},
-        )
-        return runner.run_task(task)
-    finally:
-        ledger.close()
-
-
-class _BudgetActor:
-    """The cluster's one budget (a threaded actor: a waiting reservation does not block the others)."""
-
-    def __init__(self, limit: float | None, spent: float) -> None:
-        self.budget = Budget(limit, spent)
-
-    def reserve(self, amount: float) -> bool:
-        return self.budget.reserve(amount)
-
-    def settle(self, reserved: float, spent: float) -> None:
-        self.budget.settle(reserved, spent)
-
-    def spent(self) -> float:
-        return self.budget.spent
-
-
-class _RemoteBudget:
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
-
-    def reserve(self, amount: float) -> bool:
-        return _ray().get(self.actor.reserve.remote(amount))
-
-    def settle(self, reserved: float, spent: float) -> None:
-        _ray().get(self.actor.settle.remote(reserved, spent))
-
-    def add(self, spent: float) -> None:
-        self.settle(0.0, spent)
+def _name(fn: Callable[..., Any]) -> str:
+    """A unit's function as the summary counts it (a partial by the function it wraps)."""
+    fn = getattr(fn, "func", fn)
+    return getattr(fn, "__qualname__", type(fn).__name__)
 
 
 class _EventQueue:
     def __init__(self) -> None:
-        self.items: list[tuple[str, tuple, dict]] = []
+        self.items: list[tuple[int, tuple, dict]] = []
 
-    def put(self, name: str, args: tuple, kwargs: dict) -> None:
-        self.items.append((name, args, kwargs))
+    def put(self, key: int, args: tuple, kwargs: dict) -> None:
+        self.items.append((key, args, kwargs))
 
-    def drain(self) -> list[tuple[str, tuple, dict]]:
+    def drain(self) -> list[tuple[int, tuple, dict]]:
         items, self.items = self.items, []
         return items
 
 
-class _ForwardingProgress(RunProgress):
-    """A worker's progress: every event goes to the driver's queue (fire and forget)."""
+class _Relayed:
+    """A callback's stand-in on a worker: each call is queued (fire and forget) for the driver."""
 
-    def __init__(self, events: Any) -> None:
-        super().__init__()
-        self.events = events
+    def __init__(self, events: Any, key: int) -> None:
+        self.events, self.key = events, key
 
-
-def _forward(name: str):
-    def forward(self: _ForwardingProgress, *args: Any, **kwargs: Any) -> None:
-        self.events.put.remote(name, args, kwargs)
-
-    forward.__name__ = name
-    return forward
-
-
-for _name in PROGRESS_EVENTS:
-    setattr(_ForwardingProgress, _name, _forward(_name))
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.events.put.remote(self.key, args, kwargs)

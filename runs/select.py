@@ -22,6 +22,7 @@ from patchfleet.data.recipes import Recipe
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import Task
 from patchfleet.errors import PatchfleetError
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.selection.execution import SandboxStarter
 from patchfleet.selection.matrix_cache import MatrixCache
@@ -52,6 +53,7 @@ class Selector:
     log: Log = field(default=lambda line: None)
     verifier: Verifier | None = None  # one per run: its disk cache and cost are shared
     test_writer: AgentConfig | None = None  # the test-writing agent when generated tests are on
+    executor: Executor = field(default_factory=LocalExecutor)  # where matrix rows run
 
     def __post_init__(self) -> None:
         self.cache = MatrixCache(self.out_dir / CELLS_DIR)
@@ -74,6 +76,7 @@ class Selector:
                 verifier=self.verifier,
                 test_writer=self.test_writer,
                 work_dir=self.out_dir / "test-writers",
+                executor=self.executor,
             )
             files = [*trajectories, *_trajectory_files(candidates)]
             result = select_task(

@@ -5,7 +5,9 @@ be wrong with the input fails here, before any image is built (a `ConfigError`, 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,8 @@ from patchfleet.data.recipes import load_specs, recipe_for
 from patchfleet.data.sources import CloneUrl, LocalCheckout, MirrorFolder, RepoSource
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError
-from patchfleet.runs.batch import (
-    SelectionFailed,
-    SelectJob,
-    Selector,
-    Services,
-    run_batch,
-    task_plan,
-)
+from patchfleet.executor import Executor, LocalExecutor, OnNode
+from patchfleet.runs.batch import SelectionFailed, SelectJob, Selector, Services, run_batch, task_plan
 from patchfleet.runs.candidate_eval import evaluate_candidates
 from patchfleet.runs.config import RunConfig, model_shorthands
 from patchfleet.runs.layout import RunLayout
@@ -30,10 +26,7 @@ from patchfleet.runs.progress import RunProgress
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.official import OfficialImages
 from patchfleet.sandbox.trust import HostTrust
-from patchfleet.selection.candidates import (
-    load_candidates_from_predictions,
-    merge_loaded,
-)
+from patchfleet.selection.candidates import load_candidates_from_predictions, merge_loaded
 from patchfleet.selection.model import Candidate, Decision
 
 
@@ -43,23 +36,13 @@ def repo_source(config: RunConfig) -> RepoSource:
         raise ConfigError("give --mirrors or --local, not both")
     if data.local:
         return LocalCheckout(path=data.local)
-    return (
-        MirrorFolder(root=data.mirrors, layout=data.layout)
-        if data.mirrors
-        else CloneUrl()
-    )
+    return MirrorFolder(root=data.mirrors, layout=data.layout) if data.mirrors else CloneUrl()
 
 
-def load_run_tasks(
-    config: RunConfig, warn: Callable[[str], None]
-) -> tuple[list[Task], dict[str, EvalSpec]]:
+def load_run_tasks(config: RunConfig, warn: Callable[[str], None]) -> tuple[list[Task], dict[str, EvalSpec]]:
     if not config.data.dataset:
-        raise ConfigError(
-            "no dataset: pass --dataset (or set data.dataset in --config)"
-        )
-    loaded = load_tasks(
-        config.data.dataset, instance_ids=config.data.instance_ids or None
-    )
+        raise ConfigError("no dataset: pass --dataset (or set data.dataset in --config)")
+    loaded = load_tasks(config.data.dataset, instance_ids=config.data.instance_ids or None)
     for error in loaded.errors:
         warn(f"skipped: {error}")
     if loaded.missing_ids:
@@ -71,16 +54,12 @@ def load_run_tasks(
     return loaded.tasks, loaded.eval_specs
 
 
-def other_candidates(
-    config: RunConfig, warn: Callable[[str], None]
-) -> dict[str, list[Candidate]]:
+def other_candidates(config: RunConfig, warn: Callable[[str], None]) -> dict[str, list[Candidate]]:
     """Other systems' predictions files as candidates, by instance (ensembling)."""
     for path in config.data.candidates:
         if not Path(path).is_file():
             raise ConfigError(f"--candidates {path}: no such file")
-    loaded = merge_loaded(
-        *(load_candidates_from_predictions(p) for p in config.data.candidates)
-    )
+    loaded = merge_loaded(*(load_candidates_from_predictions(p) for p in config.data.candidates))
     for error in loaded.errors:
         warn(f"candidates: {error}")
     return loaded.candidates
@@ -95,6 +74,8 @@ def build_services(
 ) -> Services:
     from patchfleet.runs.evaluation import Evaluator, run_evaluation
 
+    executor = make_executor(config)
+    log = executor.relay(log)  # units running on other nodes log through the driver
     source = repo_source(config)
     specs = load_specs(config.data.recipes)
     backend = config.sandbox.backend(HostTrust.from_env())
@@ -102,15 +83,17 @@ def build_services(
     def recipe(task: Task):
         return recipe_for(task, source, specs)
 
-    builder = ImageBuilder(
-        backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log
-    )
+    builder = ImageBuilder(backend, repo_source=source, allow_pull=config.sandbox.allow_pull, log=log)
+    official = OfficialImages(builder, config.images)
+    if not executor.in_process:  # what units use of the machine they land on: its own on each node
+        node = NodeKit(config, log)
+        backend = OnNode(node.key("backend"), node.make_backend, value=backend)
+        builder = OnNode(node.key("builder"), node.make_builder, value=builder)
+        official = OnNode(node.key("official"), node.make_official, value=official)
     if select is None:
-        select = pipeline_selector(config, backend, builder, recipe, source, log)
+        select = pipeline_selector(config, backend, builder, recipe, source, log, executor)
 
-    def evaluate(
-        tasks: list[Task], eval_specs: dict[str, EvalSpec], out: Path
-    ) -> dict[str, Any]:
+    def evaluate(tasks: list[Task], eval_specs: dict[str, EvalSpec], out: Path) -> dict[str, Any]:
         predictions, errors = load_predictions(config.outputs.dir / "preds.jsonl")
         for error in errors:
             log(f"predictions: {error}")
@@ -132,11 +115,12 @@ def build_services(
             predictions,
             workers=config.eval_workers,
             run_id=config.outputs.run_id,
+            executor=executor,
         )
         # every candidate too, through the same verdict cache: the report's oracle and random figures
         layout = RunLayout(config.outputs.dir)
         evaluate_candidates(
-            evaluator, layout, tasks, eval_specs, workers=config.eval_workers
+            evaluator, layout, tasks, eval_specs, workers=config.eval_workers, executor=executor, log=log
         )
         return summary
 
@@ -146,9 +130,44 @@ def build_services(
         recipe=recipe,
         select=select,
         progress=progress or RunProgress(),
-        official=OfficialImages(builder, config.images),
+        official=official,
         evaluate=evaluate,
+        executor=executor,
     )
+
+
+def make_executor(config: RunConfig) -> Executor:
+    if config.executor == "ray":
+        from patchfleet.runs.ray_executor import RayExecutor
+
+        return RayExecutor(config.ray_address)
+    return LocalExecutor()
+
+
+@dataclass(frozen=True)
+class NodeKit:
+    """How any node makes its own backend, image builder and official images from the run config: the
+    factories of the `OnNode`s that Ray units carry (each made once per worker process)."""
+
+    config: RunConfig
+    log: Callable[[str], None]
+
+    def key(self, kind: str) -> str:
+        settings = self.config.model_dump_json(include={"sandbox", "data", "images"})
+        return f"{kind}:{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
+
+    def make_backend(self) -> Any:
+        return self.config.sandbox.backend(HostTrust.from_env())  # this node's engine and CA bundle
+
+    def make_builder(self) -> ImageBuilder:
+        backend = OnNode(self.key("backend"), self.make_backend).get()
+        allow_pull = self.config.sandbox.allow_pull
+        return ImageBuilder(
+            backend, repo_source=repo_source(self.config), allow_pull=allow_pull, log=self.log
+        )
+
+    def make_official(self) -> OfficialImages:
+        return OfficialImages(OnNode(self.key("builder"), self.make_builder).get(), self.config.images)
 
 
 def pipeline_selector(
@@ -158,6 +177,7 @@ def pipeline_selector(
     recipe: Callable[[Task], Any],
     source: RepoSource,
     log: Callable[[str], None],
+    executor: Executor | None = None,
 ) -> Selector:
     """The selection pipeline through `runs.select.Selector` (shared with `patchfleet select`): tests,
     matrix, verifier and policies; files under `<out>/selection/<id>/`, cells in `<out>/cells/`."""
@@ -169,14 +189,10 @@ def pipeline_selector(
     if config.selection.verifier is not None:
         judge = config.selection.verifier
         if judge.cache_dir is None:
-            judge = judge.model_copy(
-                update={"cache_dir": config.outputs.dir / "verifier-cache"}
-            )
+            judge = judge.model_copy(update={"cache_dir": config.outputs.dir / "verifier-cache"})
         verifier = Verifier(judge)
     selector = PipelineSelector(
-        backend=config.sandbox.limited(
-            backend
-        ),  # the run config's limits in every selection sandbox
+        backend=config.sandbox.limited(backend),  # the run config's limits in every selection sandbox
         builder=builder,
         recipe=recipe,
         source=source,
@@ -185,6 +201,7 @@ def pipeline_selector(
         log=log,
         verifier=verifier,
         test_writer=test_writer_agent(config.selection, config.agent.model),
+        executor=executor or LocalExecutor(),
     )
 
     def select(job: SelectJob) -> Decision:
@@ -214,9 +231,7 @@ def run(
     if config.executor == "ray":
         from patchfleet.runs.ray_executor import connect
 
-        connect(
-            config.ray_address
-        )  # an unreachable cluster fails here, before any work
+        connect(config.ray_address)  # an unreachable cluster fails here, before any work
     config.selection.check()
     tasks, eval_specs = load_run_tasks(config, warn)
     if config.agent.model is None and not config.parallel.models:
@@ -289,9 +304,7 @@ def batch_shorthands(
     }
     if temperatures is not None:
         try:
-            keys["parallel.temperatures"] = [
-                float(t) for t in temperatures.split(",") if t.strip()
-            ]
+            keys["parallel.temperatures"] = [float(t) for t in temperatures.split(",") if t.strip()]
         except ValueError as exc:
             raise ConfigError(f"--temperatures {temperatures!r}: {exc}") from exc
     return {**keys, **model_shorthands(model, api_base, models or ())}

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
 from patchfleet.errors import InfrastructureError, SandboxError
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.sandbox.base import Network, Sandbox, SandboxSpec
 from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import (
@@ -34,7 +33,6 @@ from patchfleet.selection.model import (
     Candidate,
     CandidateFlag,
     Cell,
-    Contract,
     Matrix,
     TestCase,
     content_hash,
@@ -55,7 +53,6 @@ LOG_CAP = 4096  # characters of the apply log kept per candidate
 # Part of every cache key beside the image: a cell depends on how tests are run, not only on what runs.
 # Bump CELL_FORMAT when running changes in a way TEST_ENV does not show.
 CELL_FORMAT = 1
-UNCHANGED = "unchanged"
 ERROR = "error"
 
 Log = Callable[[str], None]
@@ -133,10 +130,15 @@ class _Row:
     tests: list[TestCase]  # the tests whose cells are not cached
     check: CandidateCheck | None  # from the cache, or None
     cells: list[Cell] = field(default_factory=list)
+    # what running the row cost; kept on the row, which comes back from wherever it ran
+    containers: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Runner:
+    """Runs rows; holds nothing that changes, so a copy can run rows in another process (Ray)."""
+
     instance_id: str
     image: str
     backend: SandboxStarter
@@ -144,39 +146,39 @@ class _Runner:
     reuse: bool
     log: Log | None
     base_commit: str | None
-    containers: int = 0
-    phases: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextlib.contextmanager
-    def _timed(self, phase: str) -> Iterator[None]:
+    def _timed(self, row: _Row, phase: str) -> Iterator[None]:
         started = time.monotonic()
         try:
             yield
         finally:
-            with self._lock:
-                self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - started
+            row.phases[phase] = row.phases.get(phase, 0.0) + time.monotonic() - started
 
-    def _start(self, candidate_id: str) -> Sandbox:
+    def _start(self, row: _Row) -> Sandbox:
         spec = SandboxSpec(
             image=self.image,
-            labels={"role": "selection", "task": self.instance_id, "candidate": candidate_id},
+            labels={"role": "selection", "task": self.instance_id, "candidate": row.candidate_id},
             network=Network.NONE,
             base_commit=self.base_commit,
         )
-        with self._lock:
-            self.containers += 1
-        with self._timed("start"):
+        row.containers += 1
+        with self._timed(row, "start"):
             return self.backend.start(spec)
 
     def _say(self, message: str) -> None:
         if self.log is not None:
             self.log(f"{self.instance_id}: {message}")
 
-    def run_row(self, row: _Row) -> None:
-        """Fill `row.check` and `row.cells` for the row's uncached tests, caching each as it is known.
+    def run_row(self, row: _Row) -> _Row:
+        """Fill `row.check` and `row.cells` for the row's uncached tests, caching each as it is known;
+        returns the row (a copy of it when it ran in another process).
 
         Only the sandbox's failures become error cells; the cache's own (a full disk) propagate."""
+        self._fill(row)
+        return row
+
+    def _fill(self, row: _Row) -> None:
         if row.check is not None and not row.check.applied:
             row.cells = [self._error_cell(row, test, PATCH_ERROR) for test in row.tests]
             return
@@ -212,21 +214,21 @@ class _Runner:
                     return
                 fresh = False
                 try:
-                    with self._timed("test"):
+                    with self._timed(row, "test"):
                         cell = self._run_test(sandbox, row, test)
                 except (InfrastructureError, OSError) as exc:
                     row.cells.append(self._error_cell(row, test, f"{type(exc).__name__}: {exc}"))
                     self._say(
                         f"{row.candidate_id}: infrastructure failure ({exc}); next test in a new container"
                     )
-                    sandbox = self._close(sandbox)
+                    sandbox = self._close(row, sandbox)
                     continue
                 self.cache.put_cell(cache_context(self.image), key, cell)
                 row.cells.append(cell)
                 if not self.reuse:
-                    sandbox = self._close(sandbox)
+                    sandbox = self._close(row, sandbox)
         finally:
-            self._close(sandbox)
+            self._close(row, sandbox)
 
     def _prepare(self, sandbox: Sandbox | None, row: _Row) -> tuple[Sandbox, CandidateCheck | None]:
         """A sandbox with the row's patch on a clean tree, and the check when it is new: `sandbox` reset
@@ -234,28 +236,28 @@ class _Runner:
         broken the repository or the container; that must not cost the next test its cell)."""
         if sandbox is not None:
             try:
-                with self._timed("reset"):
+                with self._timed(row, "reset"):
                     sandbox.reset()
                     self._reapply(sandbox, row)
                 return sandbox, None
             except (InfrastructureError, OSError) as exc:
                 self._say(f"{row.candidate_id}: reset failed ({exc}); going on in a new container")
-                self._close(sandbox)
-        sandbox = self._start(row.candidate_id)
+                self._close(row, sandbox)
+        sandbox = self._start(row)
         try:
             if self.reuse:
-                with self._timed("start"):
+                with self._timed(row, "start"):
                     sandbox.exec(FAST_STAT, timeout=60)  # in .git/config: only git itself sees it
-            with self._timed("apply"):
+            with self._timed(row, "apply"):
                 return sandbox, self._apply_and_check(sandbox, row)
         except BaseException:
-            self._close(sandbox)
+            self._close(row, sandbox)
             raise
 
-    def _close(self, sandbox: Sandbox | None) -> None:
+    def _close(self, row: _Row, sandbox: Sandbox | None) -> None:
         if sandbox is not None:
             # the reaper removes what could not be closed here; the cells are recorded either way
-            with self._timed("close"), contextlib.suppress(InfrastructureError, OSError):
+            with self._timed(row, "close"), contextlib.suppress(InfrastructureError, OSError):
                 sandbox.close()
         return None
 
@@ -342,12 +344,15 @@ def run_matrix(
     workers: int = 2,
     log: Log | None = None,
     base_commit: str | None = None,
+    executor: Executor | None = None,
 ) -> MatrixRun:
     """Run every distinct candidate and BASE against every test; cached cells are not run again.
 
     backend: anything with `start(SandboxSpec) -> Sandbox` (a DockerBackend). reuse: one container per
     candidate with reset between tests (True) or one per (candidate, test) pair (False).
     workers: candidate rows run in parallel. base_commit: None takes the image's HEAD.
+    executor: where rows run (default: threads of this process; a Ray executor sends each row, a
+    container and its tests, to a node of the cluster).
     """
     started = time.monotonic()
     distinct = list({c.id: c for c in reversed(candidates)}.values())[::-1]  # first of each id, in order
@@ -371,8 +376,13 @@ def run_matrix(
         rows.append(row)
     todo = [row for row in rows if row.tests or row.check is None]
     if todo:
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="matrix") as pool:
-            list(pool.map(runner.run_row, todo))
+        ran = (executor or LocalExecutor()).map(runner.run_row, todo, workers=max(1, workers))
+        by_id = {row.candidate_id: row for row in ran}
+        rows = [by_id.get(row.candidate_id, row) for row in rows]
+    phases: dict[str, float] = {}
+    for row in rows:
+        for phase, seconds in row.phases.items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
     by_key = {(c.candidate_id, c.test_id): c for c in cached}
     by_key.update({(c.candidate_id, c.test_id): c for row in rows for c in row.cells})
     cells = [
@@ -380,8 +390,8 @@ def run_matrix(
     ]
     errors = sum(1 for c in cells if c.error)
     stats = MatrixStats(
-        containers=runner.containers,
-        phase_seconds={k: round(v, 3) for k, v in sorted(runner.phases.items())},
+        containers=sum(row.containers for row in rows),
+        phase_seconds={k: round(v, 3) for k, v in sorted(phases.items())},
         cells_run=sum(1 for row in rows for c in row.cells if c.error is None),
         cells_cached=len(cached),
         cell_errors=errors,
@@ -394,38 +404,3 @@ def run_matrix(
         )
     checks = {row.candidate_id: row.check for row in rows if row.check is not None}
     return MatrixRun(matrix=Matrix(instance_id=instance_id, cells=cells), checks=checks, stats=stats)
-
-
-def _signature(cell: Cell) -> tuple[int | None, str, bool]:
-    # the exit code counts too: the same words printed by a crash and by a clean exit are not one behaviour
-    return (cell.exit_code, cell.output_hash, cell.timed_out)
-
-
-def behaviour_clusters(matrix: Matrix, test: TestCase | str) -> dict[str, str]:
-    """Candidate id -> behaviour label on one test (meant for BEHAVIOUR-contract tests).
-
-    "unchanged": the same exit code and normalised output as BASE; "error": the cell could not run;
-    otherwise "changed-<hash>", shared by candidates that change BASE's output in the same way. When
-    BASE has no usable cell, nothing can be called unchanged and labels are "output-<hash>". BASE
-    itself is not in the result.
-    """
-    test_id = test if isinstance(test, str) else test.id
-    base = matrix.get(BASE, test_id)
-    base_sig = _signature(base) if base is not None and base.error is None else None
-    prefix = "changed" if base_sig is not None else "output"
-    labels: dict[str, str] = {}
-    for cell in matrix.cells:
-        if cell.test_id != test_id or cell.candidate_id == BASE:
-            continue
-        if cell.error is not None:
-            labels[cell.candidate_id] = ERROR
-        elif _signature(cell) == base_sig:
-            labels[cell.candidate_id] = UNCHANGED
-        else:
-            labels[cell.candidate_id] = f"{prefix}-{content_hash(*map(str, _signature(cell)), length=8)}"
-    return labels
-
-
-def behaviour_clusters_by_test(matrix: Matrix, tests: Sequence[TestCase]) -> dict[str, dict[str, str]]:
-    """Test id -> behaviour_clusters, for the tests with the BEHAVIOUR contract."""
-    return {t.id: behaviour_clusters(matrix, t) for t in tests if t.contract == Contract.BEHAVIOUR}

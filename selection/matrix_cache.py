@@ -40,6 +40,11 @@ class MatrixCache:
         self._cells: dict[str, dict[CellKey, dict[str, Any]]] = {}
         self._checks: dict[str, dict[CheckKey, dict[str, Any]]] = {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a copy sent to another process (a Ray worker) reads the files again: they are shared, the
+        # index and the lock are not; appends from several processes are serialised by flock
+        return MatrixCache, (self.root,)
+
     # -- reading ---------------------------------------------------------------------------------
 
     def _path(self, instance_id: str) -> Path:

@@ -22,6 +22,7 @@ from patchfleet.agent.parallel import ParallelConfig
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
+from patchfleet.executor import Executor
 from patchfleet.sandbox.base import SandboxSpec
 from patchfleet.selection.execution import MatrixRun, SandboxStarter, run_matrix
 from patchfleet.selection.harvest import default_runner, harvest_from_candidates, harvest_from_trajectory
@@ -87,6 +88,7 @@ class SelectionEnv:
     verifier: Verifier | None = None  # built once per run by the caller (its cache is shared)
     test_writer: AgentConfig | None = None  # the test-writing agent, with its model set
     work_dir: Path | None = None  # where test-writing trajectories go (default: the selection folder)
+    executor: Executor | None = None  # where matrix rows run (None: threads here)
 
 
 @dataclass
@@ -141,6 +143,7 @@ def select_task(
         reuse=config.reuse_containers,
         workers=config.workers,
         log=env.log,
+        executor=env.executor,
     )
     annotated = run.annotated(candidates)
     write_text_atomic(folder / MATRIX_FILE, "".join(c.model_dump_json() + "\n" for c in run.matrix.cells))

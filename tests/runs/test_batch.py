@@ -6,18 +6,22 @@ again; a third run does nothing at all."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.openai_server import FakeOpenAIServer, FakeReply, bash_reply
+from fakes.ray_cluster import ray_head
 
 from patchfleet.agent.config import SUBMIT_COMMAND
 from patchfleet.runs.ledger import Ledger
@@ -259,61 +263,47 @@ def _remove_the_killed_runs_containers(docker_backend, project):
     reaper.prune(docker_backend.client, everything=False, run=run)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def ray_cluster(tmp_path):
-    """A one-node Ray cluster on loopback, stopped by killing its process group (never `ray stop`,
-    which would stop every Ray process of the machine)."""
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
-    port = _free_port()
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"),
-            *("--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2"),
-            *("--include-dashboard", "false", "--disable-usage-stats"),
-            *("--temp-dir", f"/tmp/ray-{port}"),
-        ],
-        stdout=(tmp_path / "ray.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            import socket
-
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    try:
+    with ray_head(tmp_path / "ray.log") as address:
         yield address
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
 
 
-def test_the_same_batch_on_a_local_ray_cluster(project, server, base_image, ray_cluster, tmp_path):
-    server.respond_with(responder)
-    cmd = [a for a in command(project, server) if a != "--evaluate"]
-    log = tmp_path / "batch.log"
-    assert launch([*cmd, "--executor", "ray", "--ray-address", ray_cluster], log).wait(timeout=300) == 0, (
-        log.read_text()[-4000:]
+@contextlib.contextmanager
+def container_starts(client) -> Iterator[list[dict[str, str]]]:
+    """The labels of every patchfleet container the engine starts meanwhile, streamed as they happen (a
+    query afterwards would miss the first ones: the engine keeps only its latest events)."""
+    found: list[dict[str, str]] = []
+    stream = client.events(
+        decode=True, filters={"type": "container", "event": "start", "label": "patchfleet.managed=true"}
     )
+
+    def read() -> None:
+        with contextlib.suppress(Exception):  # the stream closed under us: the end of the test
+            for event in stream:
+                found.append(event["Actor"]["Attributes"])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield found
+    finally:
+        stream.close()
+        reader.join(timeout=10)
+
+
+def test_the_same_batch_on_a_local_ray_cluster(
+    project, server, base_image, ray_cluster, docker_backend, tmp_path
+):
+    """Same predictions as the local executor, and every trajectory, selection test run and evaluation
+    ran in a Ray worker: the engine's start events name the process that started each container."""
+    server.respond_with(responder)
+    cmd, log = command(project, server), tmp_path / "batch.log"
+    with container_starts(docker_backend.client) as started:
+        driver = launch([*cmd, "--executor", "ray", "--ray-address", ray_cluster], log)
+        assert driver.wait(timeout=420) == 0, log.read_text()[-4000:]
+        time.sleep(1)  # the last start events on their way
     out = project["out"]
     preds = json.loads((out / "preds.json").read_text())
     assert "+    return a + b" in preds["local__tri-1"]["model_patch"]
@@ -321,6 +311,28 @@ def test_the_same_batch_on_a_local_ray_cluster(project, server, base_image, ray_
     assert "+    return -a" in preds["local__tri-3"]["model_patch"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trajectories"] == {"Submitted": 6} and summary["task_status"] == {"done": 3}
+    assert summary["evaluation"]["resolved_instances"] == 3, summary
     assert sum(starts(server).values()) == 6
     text = log.read_text()
-    assert "local__tri-2: trajectory 1 Submitted" in text  # the workers' events reach the driver's log
+    assert "local__tri-2: trajectory 1 Submitted" in text  # outcomes reach the driver's log
+
+    executor = summary["executor"]
+    assert executor["type"] == "ray" and executor["pid"] == driver.pid
+    units = executor["units"]
+    assert units["run_trajectory_job"] == 6 and units["_evaluate_one"] == 3, executor
+    assert units["_Runner.run_row"] >= 3, executor
+    workers = {str(w["pid"]) for w in executor["workers"]}
+    assert str(driver.pid) not in workers
+    by_role: dict[str, list[str]] = {}  # this run's containers (the machine is shared): by who started them
+    for labels in started:
+        owner = labels["patchfleet.owner-pid"]
+        if labels.get("patchfleet.task") in TASKS and owner in workers | {str(driver.pid)}:
+            by_role.setdefault(labels.get("patchfleet.role", ""), []).append(owner)
+    assert len(by_role.get("agent", [])) == 6, by_role
+    # the 3 chosen predictions, then the other system's candidate for tri-1 (the rest: cached verdicts)
+    assert len(by_role.get("eval", [])) == 4, by_role
+    assert by_role.get("selection"), by_role  # at least one row per task
+    for role in ("agent", "selection", "eval"):  # each started in a Ray worker, none by the driver
+        assert set(by_role[role]) <= workers, (role, driver.pid, by_role)
+    # what stays on the driver (regression discovery) is seen as the driver's: the probe tells them apart
+    assert set(by_role.get("regression", [])) == {str(driver.pid)}, (driver.pid, by_role)
