@@ -91,7 +91,7 @@ def summarize(
         "cost": round(budget.spent, 6),
         "budget": budget.limit,
         "wall_time": round(wall_time, 3),
-        "stage_time": {r.instance_id: r.stage_time for r in results if r.stage_time},
+        "stage_time": _stage_times(layout, tasks, results),
     }
     if evaluation is not None:
         summary["evaluation"] = {
@@ -100,3 +100,15 @@ def summarize(
         }
         summary["evaluation"]["resolved_ids"] = evaluation.get("resolved_ids")
     return summary
+
+
+def _stage_times(layout: RunLayout, tasks: list[Task], results: list[TaskResult]) -> dict[str, dict]:
+    """Each task's stage times: this run's, else those its `task.json` kept from the run that did the
+    work (a task resumed as done did nothing now, and its time must not read as zero)."""
+    now = {r.instance_id: r.stage_time for r in results if r.stage_time}
+    times = {}
+    for task in tasks:
+        recorded = (read_json(layout.task_file(task.id), {}) or {}).get("timings")
+        if task.id in now or recorded:
+            times[task.id] = now.get(task.id) or recorded
+    return times

@@ -114,6 +114,11 @@ def test_a_batch_selects_writes_predictions_and_a_bad_task_fails_alone(tmp_path)
     backend = HostBackend(tmp_path / "again")
     again = run_batch(run, tasks("a-1", "bad-1", "a-2"), {}, services(tmp_path, backend))
     assert backend.starts == 0 and again["resumed_tasks"] == 2
+    # a resumed task keeps the stage times of the run that did its work (the report's time by stage)
+    assert (
+        again["stage_time"]["a-1"] == summary["stage_time"]["a-1"]
+        and "select" in summary["stage_time"]["a-1"]
+    )
     assert json.loads((out / "preds.json").read_text()) == preds
 
 
