@@ -280,6 +280,10 @@ def score(
     n = len(stored)
     if not n:
         raise SystemExit("nothing collected yet: run the collect phase first")
+    collected = dict(stored)
+    if args.scope == "all":  # every instance asked for, those without a matrix as all_instances scores them
+        stored = {i: collected.get(i) or text_only(i, candidates.get(i, [])) for i in instance_ids}
+        n = len(stored)
     ids = sorted(stored)
     policies = dict(POLICIES)
 
@@ -338,13 +342,17 @@ def score(
                 row["verifier_only"].append(pick_value(_verifier_only, scored, verdicts))
         simulated[str(auc)] = {name: round(100 * statistics.fmean(v), 2) for name, v in row.items()}
 
+    everything = all_instances(sorted(instance_ids), collected, candidates, submissions, verdicts)
     tuning = sweep_default(stored, verdicts)
-    everything = all_instances(sorted(instance_ids), stored, candidates, submissions, verdicts)
 
-    tests = collections.Counter(t.kind.value for i in ids for t in stored[i].tests)
-    matrix_stats = [json.loads((args.work / "selection" / i / "decision.json").read_text()) for i in ids]
+    tests = collections.Counter(t.kind.value for i in collected for t in collected[i].tests)
+    matrix_stats = [
+        json.loads((args.work / "selection" / i / "decision.json").read_text()) for i in sorted(collected)
+    ]
     return {
         "instances": n,
+        "scope": args.scope,
+        "collected_instances": len(collected),
         "instance_ids": ids,
         "resolve_rate_percent": table,
         "per_submission_percent": per_submission,
@@ -359,6 +367,7 @@ def score(
         "all_instances": everything,
         "tests_by_kind": dict(tests),
         "candidates_per_instance": round(statistics.fmean(len(stored[i].candidates) for i in ids), 2),
+        "tests_per_collected_instance": round(sum(tests.values()) / max(1, len(collected)), 2),
         "matrix": {
             "containers": sum(m["matrix"]["containers"] for m in matrix_stats),
             "cells_run": sum(m["matrix"]["cells_run"] for m in matrix_stats),
@@ -464,6 +473,13 @@ def main() -> None:
     )
     parser.add_argument("--built-only", action="store_true", help="only instances whose image exists")
     parser.add_argument("--redo", action="store_true")
+    parser.add_argument(
+        "--scope",
+        choices=["all", "collected"],
+        default="all",
+        help="score every instance asked for (those without a matrix on their patches alone) or only "
+        "the collected ones",
+    )
     parser.add_argument("--draws", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--import-cells", type=Path)
