@@ -210,8 +210,9 @@ def _compare(args, tasks: list[Task], config, services, ray_executor) -> dict[st
         folder = f"{kind}-{label}"
         chosen = services(RunProgress())
         chosen.executor = executors[kind]()
-        timing = measure(lambda: run_batch(config(folder), tasks, {}, chosen))
-        row = {"executor": kind, "run": label, **timing}
+        summaries: list[dict[str, Any]] = []
+        timing = measure(lambda: summaries.append(run_batch(config(folder), tasks, {}, chosen)))
+        row = {"executor": kind, "run": label, **timing, "trajectories": summaries[0]["trajectories"]}
         row["load_average_1m"] = round(os.getloadavg()[0], 2)
         print(f"{kind:<6}{label:<8}{row['wall_s']:>9.2f} s wall{row['cpu_s']:>8.2f} s driver cpu", flush=True)
         return row
