@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import Task
 from patchfleet.errors import PatchfleetError
 from patchfleet.executor import Executor, LocalExecutor
-from patchfleet.sandbox.images import ImageBuilder, image_spec
+from patchfleet.sandbox.images import ImageBuilder, ImageSpec, image_spec
 from patchfleet.selection.execution import SandboxStarter
 from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import Candidate
@@ -66,7 +67,10 @@ class Selector:
         if not candidates:
             return {**row, "chosen": None, "reasons": ["no candidate patch for this instance"]}
         try:
-            image = self.builder.ensure(image_spec(task, self.recipe(task)))
+            spec = image_spec(task, self.recipe(task))
+            image = self.builder.ensure(spec)
+            # a row that runs on another node makes sure the image is there too (a no-op where it is)
+            prepare = None if self.executor.in_process else partial(_ensure, self.builder, spec)
             env = SelectionEnv(
                 image=image,
                 backend=self.backend,
@@ -77,6 +81,7 @@ class Selector:
                 test_writer=self.test_writer,
                 work_dir=self.out_dir / "test-writers",
                 executor=self.executor,
+                prepare=prepare,
             )
             files = [*trajectories, *_trajectory_files(candidates)]
             result = select_task(
@@ -109,6 +114,10 @@ class Selector:
         if self.source is None:
             return None
         return lambda path: self.source.read_file(task.repo, task.base_commit, path)
+
+
+def _ensure(builder: ImageBuilder, spec: ImageSpec) -> str:
+    return builder.ensure(spec)  # `builder` is an OnNode there: that node's own builder
 
 
 def test_writer_agent(selection: SelectionConfig, run_model: Any) -> AgentConfig | None:

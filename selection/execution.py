@@ -146,6 +146,7 @@ class _Runner:
     reuse: bool
     log: Log | None
     base_commit: str | None
+    prepare: Callable[[], object] | None = None  # before each container start (the image, on a node)
 
     @contextlib.contextmanager
     def _timed(self, row: _Row, phase: str) -> Iterator[None]:
@@ -164,6 +165,8 @@ class _Runner:
         )
         row.containers += 1
         with self._timed(row, "start"):
+            if self.prepare is not None:
+                self.prepare()
             return self.backend.start(spec)
 
     def _say(self, message: str) -> None:
@@ -345,6 +348,7 @@ def run_matrix(
     log: Log | None = None,
     base_commit: str | None = None,
     executor: Executor | None = None,
+    prepare: Callable[[], object] | None = None,
 ) -> MatrixRun:
     """Run every distinct candidate and BASE against every test; cached cells are not run again.
 
@@ -352,12 +356,13 @@ def run_matrix(
     candidate with reset between tests (True) or one per (candidate, test) pair (False).
     workers: candidate rows run in parallel. base_commit: None takes the image's HEAD.
     executor: where rows run (default: threads of this process; a Ray executor sends each row, a
-    container and its tests, to a node of the cluster).
+    container and its tests, to a node of the cluster). prepare: called before each container start
+    (with Ray: makes sure the image is on the row's node).
     """
     started = time.monotonic()
     distinct = list({c.id: c for c in reversed(candidates)}.values())[::-1]  # first of each id, in order
     tests = list({t.id: t for t in tests}.values())
-    runner = _Runner(instance_id, image, backend, cache, reuse, log, base_commit)
+    runner = _Runner(instance_id, image, backend, cache, reuse, log, base_commit, prepare)
     rows: list[_Row] = []
     cached: list[Cell] = []
     for candidate_id, patch in [(BASE, ""), *((c.id, c.patch) for c in distinct)]:

@@ -89,6 +89,7 @@ class SelectionEnv:
     test_writer: AgentConfig | None = None  # the test-writing agent, with its model set
     work_dir: Path | None = None  # where test-writing trajectories go (default: the selection folder)
     executor: Executor | None = None  # where matrix rows run (None: threads here)
+    prepare: Callable[[], object] | None = None  # where a row runs, before its containers: the image
 
 
 @dataclass
@@ -144,6 +145,7 @@ def select_task(
         workers=config.workers,
         log=env.log,
         executor=env.executor,
+        prepare=env.prepare,
     )
     annotated = run.annotated(candidates)
     write_text_atomic(folder / MATRIX_FILE, "".join(c.model_dump_json() + "\n" for c in run.matrix.cells))
