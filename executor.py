@@ -78,6 +78,8 @@ class OnNode(Generic[T]):
 
     Attribute access goes to the object, so an `OnNode` of a backend is used as the backend."""
 
+    __slots__ = ("_factory", "_key", "_value")
+
     def __init__(self, key: str, factory: Callable[[], T], value: T | None = None) -> None:
         self._key, self._factory, self._value = key, factory, value
 
@@ -90,7 +92,7 @@ class OnNode(Generic[T]):
         return self._value
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # during unpickling, before __init__ ran: no recursion into get()
+        if name.startswith("__") or name in OnNode.__slots__:  # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.get(), name)
 

@@ -42,6 +42,7 @@ class Engine:
     def __init__(self) -> None:
         Engine.made += 1
         self.pid = os.getpid()
+        self._reaped = 0  # private attributes are the object's too
 
     def __reduce__(self):
         raise TypeError("an engine does not travel")
@@ -55,6 +56,7 @@ def test_on_node_travels_as_its_factory_and_is_built_once_per_process():
     driver = Engine()
     here = OnNode("engine:test-a", make_engine, value=driver)
     assert here.get() is driver and here.pid == os.getpid()  # attributes go to the object
+    assert here._reaped == 0
     Engine.made = 0
     copies = [pickle.loads(pickle.dumps(here)) for _ in range(3)]  # the engine itself would refuse
     assert Engine.made == 0  # built where used, not when unpickled
