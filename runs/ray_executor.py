@@ -19,7 +19,10 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from patchfleet.errors import ConfigError, WorkerLost
 
@@ -27,6 +30,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 POLL_S = 0.2  # how often relayed events (log lines, progress) reach the driver
+LOST_ATTEMPTS = 4  # runs of a mapped unit whose worker keeps dying (a restart takes seconds)
 MAX_UNITS_PER_NODE = 256  # threads of a node's worker; the callers' own bounds (workers, samples) come first
 # what workers on other machines need from the driver's environment (keys: the provider's usual variable)
 FORWARDED_PREFIXES = ("LITELLM_", "PATCHFLEET_", "HF_")
@@ -111,45 +115,33 @@ class RayExecutor:
         self.workers: set[tuple[str, int]] = set()  # (host, pid) of every worker that ran one
 
     def run(self, fn: Callable[[T], R], item: T) -> R:
-        node, ref = self._submit(fn, item)
-        try:
-            return self._result(fn, ref)
-        finally:
-            self._done(node)
+        """No retry here: the caller (a trajectory's attempt) sets the dead attempt's files aside first."""
+        return self._call(fn, fn, item)
 
-    def _submit(self, fn: Any, item: Any) -> tuple[int, Any]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, workers: int) -> list[R]:
+        """Mapped units (matrix rows, evaluations) are idempotent through their caches, so one whose
+        worker died runs again, after Ray restarted the worker, up to `LOST_ATTEMPTS` times."""
+        shared = self._ray.put(fn)  # pickled once, not once per item
+        retrying = Retrying(
+            retry=retry_if_exception_type(WorkerLost),
+            stop=stop_after_attempt(LOST_ATTEMPTS),
+            wait=wait_exponential(multiplier=1, max=20),
+            reraise=True,
+        )
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ray-unit") as pool:
+            return list(pool.map(lambda item: retrying(self._call, fn, shared, item), items))
+
+    def _call(self, fn: Callable[..., Any], shared: Any, item: Any) -> Any:
+        """`shared` (fn, or a reference to it) on the node with the fewest units in flight; the driver's
+        thread waits for it."""
         with self._lock:
             node = min(range(len(self._nodes)), key=self._in_flight.__getitem__)
             self._in_flight[node] += 1
-        return node, self._nodes[node].call.remote(fn, item)
-
-    def _done(self, node: int) -> None:
-        with self._lock:
-            self._in_flight[node] -= 1
-
-    def map(self, fn: Callable[[T], R], items: Iterable[T], *, workers: int) -> list[R]:
-        ray, todo = self._ray, list(items)
-        shared = ray.put(fn)  # pickled once, not once per item
-        pending: dict[Any, tuple[int, int]] = {}  # ref -> (item index, node)
-        results: list[Any] = [None] * len(todo)
-        failures: list[BaseException] = []
-        submitted = 0
-        while submitted < len(todo) or pending:
-            while submitted < len(todo) and len(pending) < max(1, workers):
-                node, ref = self._submit(shared, todo[submitted])
-                pending[ref] = (submitted, node)
-                submitted += 1
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                index, node = pending.pop(ref)
-                self._done(node)
-                try:
-                    results[index] = self._result(fn, ref)
-                except Exception as exc:  # noqa: BLE001 - raised below, after the others finished
-                    failures.append(exc)
-        if failures:  # as a thread pool's map: every unit ran, the first failure is raised
-            raise failures[0]
-        return results
+        try:
+            return self._result(fn, self._nodes[node].call.remote(shared, item))
+        finally:
+            with self._lock:
+                self._in_flight[node] -= 1
 
     def _result(self, fn: Callable[..., Any], ref: Any) -> Any:
         exceptions = self._ray.exceptions

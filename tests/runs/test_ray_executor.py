@@ -1,7 +1,7 @@
 """`RayExecutor` on a one-node Ray cluster on loopback that the test starts: units run in Ray worker
 processes (not the driver's), results come back in order, a unit's exception comes back as itself, a
-worker that dies is a `WorkerLost` (retryable), relayed calls reach the driver, and an `OnNode` is built
-on the worker."""
+worker that dies is a `WorkerLost` (retryable) for `run` and a rerun for `map`, relayed calls reach the
+driver, and an `OnNode` is built on the worker."""
 
 from __future__ import annotations
 
@@ -76,6 +76,20 @@ def test_a_dead_worker_is_a_retryable_worker_lost(executor):
         except WorkerLost:
             assert time.monotonic() < deadline, "the worker did not come back"
             time.sleep(0.5)
+
+
+def test_a_mapped_unit_whose_worker_died_runs_again(executor, tmp_path):
+    """Matrix rows and evaluations are idempotent (their caches): a node's death costs a rerun only."""
+    marker = tmp_path / "died-once"
+
+    def unit(x: int) -> int:
+        if x == 2 and not marker.exists():
+            marker.touch()
+            os._exit(3)  # the worker, and every unit it was running, goes with it
+        return x * 10
+
+    assert executor.map(unit, range(4), workers=4) == [0, 10, 20, 30]
+    assert marker.exists()
 
 
 def test_relayed_calls_reach_the_driver(executor):
