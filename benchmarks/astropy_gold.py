@@ -8,7 +8,8 @@ extensions and its own pins (see `data/astropy_env.py`), and is not in the dev s
 One instance of each version first (a recipe problem shows early), then the rest. Verdicts are cached in
 --work and, with --verdicts, exported after each instance, so a run cut short continues on the next
 machine; `--cached-only` reports what the cache holds. `--causes FILE` ({instance_id: cause}) attaches the
-cause of each gold patch that does not resolve, written after reading its test log.
+cause of each gold patch that does not resolve, written after reading its test log, and the reason an
+instance could not be evaluated at all (`not_measured`; those are not counted as unresolved).
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def row(task: Task, outcome: Outcome, source: MirrorFolder, causes: dict[str, st
         "python": recipe.runtime_python,
         "base": recipe.distro,
         "resolved": outcome.resolved,
-        "error": outcome.error,
         "failing": failing(outcome),
         "apply_method": outcome.apply_method,
         # None for a verdict read from the cache (its run's time is in that run's log)
@@ -92,18 +92,20 @@ def main() -> None:
     causes = json.loads(args.causes.read_text()) if args.causes else {}
     gold, _ = load_predictions("gold", gold_from=loaded)
     started = time.monotonic()
-    rows, missing = [], []
+    rows, missing = [], {}
     for task in tasks:
         spec, prediction = loaded.eval_specs[task.id], gold[task.id]
         if args.cached_only:
             outcome = evaluator.cached(task, spec, prediction)
-            if outcome is None:
-                missing.append(task.id)
-                continue
         else:
             outcome = evaluator.evaluate(task, spec, prediction, run_id="gold")
             if args.verdicts:
                 evaluator.verdicts.export(args.verdicts)
+        if outcome is None or outcome.report is None:
+            # no verdict: not evaluated yet, or the evaluation could not run (kept apart from "unresolved")
+            missing[task.id] = causes.get(task.id) or (outcome.error if outcome else "not evaluated yet")
+            print(f"{task.id} ({task.version}): not measured")
+            continue
         rows.append(row(task, outcome, source, causes))
         print(f"{task.id} ({task.version}): {'resolved' if outcome.resolved else 'NOT resolved'}")
     resolved = [r["instance_id"] for r in rows if r["resolved"]]
