@@ -32,6 +32,8 @@ copied. How each field of a spec maps:
 |                              | tree from tools that search sys.path, such as pylint and astroid); without  |
 |                              | build isolation where the backend predates PEP 660 (`needs_legacy_develop`) |
 | `eval_commands`              | `eval_prelude`, run before the tests                                        |
+| (git submodules)             | astropy < 4.1's astropy-helpers, which ah_bootstrap fetches from GitHub:    |
+|                              | filled from the PyPI release of its commit (`astropy_env`)                  |
 | (internet services)          | local stand-ins (`standins`): httpbin for requests' suites, in its own venv |
 |                              | in the env layer, started by the eval prelude                               |
 | `test_cmd` + directives      | `test_command(files)`; the files come from the test patch (`evalscript`)    |

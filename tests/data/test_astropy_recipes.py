@@ -1,5 +1,6 @@
 """astropy's recipes: the official pins per Verified version, and the astropy-helpers submodule filled
-from PyPI because GitHub (where ah_bootstrap would fetch it) is out of reach."""
+from PyPI because GitHub (where ah_bootstrap would fetch it) is out of reach. And the recipes of the
+compiled repositories that cannot be measured here, read through a clone URL."""
 
 from __future__ import annotations
 
@@ -159,3 +160,46 @@ def test_every_verified_astropy_base_commit_with_the_submodule_has_a_known_relea
             with_submodule += 1
             assert listed[2] in HELPERS_RELEASE, row["instance_id"]
     assert with_submodule == 6
+
+
+@pytest.mark.parametrize(
+    ("repo", "version", "files", "expected"),
+    [
+        ("django/django", "3.0", {"tests/requirements/py3.txt": "asgiref\nsqlparse\n"}, "sqlparse"),
+        (
+            "matplotlib/matplotlib",
+            "3.1",
+            {"requirements/dev/dev-requirements.txt": "pytest-xvfb\n"},
+            "pytest-xvfb",
+        ),
+        (
+            "matplotlib/matplotlib",
+            "3.7",
+            {"environment.yml": "dependencies:\n  - pip:\n    - mpl-sphinx\n"},
+            "mpl-sphinx",
+        ),
+        ("scikit-learn/scikit-learn", "1.3", {}, "numpy"),
+    ],
+)
+def test_recipes_of_the_repositories_not_measured_here_read_their_files_through_a_clone_url(
+    tmp_path, run_git, repo, version, files, expected
+):
+    """django, matplotlib and scikit-learn are too large to bring here: their recipes read what they need
+    through the default source, a clone URL (a file:// remote stands in for GitHub)."""
+    from patchfleet.data.sources import CloneUrl
+
+    owner, name = repo.split("/")
+    remote = tmp_path / f"{owner}+{name}"
+    remote.mkdir()
+    run_git(remote, "init", "-q", "-b", "main")
+    for path, text in {"setup.py": "", **files}.items():
+        (remote / path).parent.mkdir(parents=True, exist_ok=True)
+        (remote / path).write_text(text)
+    run_git(remote, "add", "-A")
+    run_git(remote, "commit", "-qm", "base")
+    sha = run_git(remote, "rev-parse", "HEAD").strip()
+    source = CloneUrl(template=f"file://{tmp_path}/{{owner}}+{{name}}")
+    t = Task(id="x", repo=repo, base_commit=sha, problem_statement="", version=version)
+    recipe = recipe_for(t, source)
+    assert expected in "\n".join(recipe.env_steps)
+    assert recipe.install and recipe.test_cmd
