@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -98,3 +99,22 @@ class OnNode(Generic[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return OnNode, (self._key, self._factory)
+
+
+class NodeLimit:
+    """At most `size` holders at once per process, i.e. per node for Ray's one worker per node (a
+    context manager, as the limiters of models and sandboxes are); it pickles as its key and size."""
+
+    def __init__(self, key: str, size: int) -> None:
+        self.key, self.size = key, size
+        self._semaphore = OnNode(key, partial(threading.BoundedSemaphore, size))
+
+    def __enter__(self) -> NodeLimit:
+        self._semaphore.get().acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._semaphore.get().release()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return NodeLimit, (self.key, self.size)

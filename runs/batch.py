@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -34,7 +34,7 @@ from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, r
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError, InfrastructureError, PatchfleetError, SandboxError
-from patchfleet.executor import Executor, LocalExecutor
+from patchfleet.executor import Executor, LocalExecutor, NodeLimit
 from patchfleet.runs.budget import Budget
 from patchfleet.runs.candidate_eval import chosen_ids, pool_figures
 from patchfleet.runs.config import RunConfig
@@ -222,14 +222,22 @@ class TaskRunner:
     services: Services
     specs: list[TrajectorySpec]
     others: dict[str, list[Candidate]]
-    llm_limiter: Limiter | None = None
-    sandbox_limiter: Limiter | None = None
+    llm_limiter: Limiter | NodeLimit | None = None
+    sandbox_limiter: Limiter | NodeLimit | None = None
 
     def __post_init__(self) -> None:
+        # threads of this process share a semaphore; units elsewhere (Ray) one per node
+        local = self.services.executor.in_process
         if self.config.max_llm_calls:
-            self.llm_limiter = threading.BoundedSemaphore(self.config.max_llm_calls)
+            size = self.config.max_llm_calls
+            self.llm_limiter = (
+                threading.BoundedSemaphore(size) if local else NodeLimit(f"llm:{self.run_id}", size)
+            )
         if self.config.max_sandboxes:
-            self.sandbox_limiter = threading.BoundedSemaphore(self.config.max_sandboxes)
+            size = self.config.max_sandboxes
+            self.sandbox_limiter = (
+                threading.BoundedSemaphore(size) if local else NodeLimit(f"sandboxes:{self.run_id}", size)
+            )
         self._on_step = self.services.executor.relay(self.services.progress.step)
 
     # -- one task -----------------------------------------------------------------------------------
@@ -359,22 +367,19 @@ class TaskRunner:
             self.config.sandbox,
             self.services.backend,
             self._on_step,
+            llm_limiter=self.llm_limiter,
+            sandbox_limiter=self.sandbox_limiter,
         )
-        if executor.in_process:
-            job = replace(job, llm_limiter=self.llm_limiter, sandbox_limiter=self.sandbox_limiter)
-        else:  # the node may lack the image (built or pulled here); it makes sure, once per process
+        if not executor.in_process:  # the node may lack the image (built or pulled here): it makes sure
             services = self.services
             job = replace(
                 job, prepare=partial(ensure_image, services.builder, services.official, services.recipe, task)
             )
         try:
-            # a remote trajectory holds this process's sandbox limit while it runs (one sandbox each);
-            # LLM calls are not limited across processes
-            with nullcontext() if executor.in_process else (self.sandbox_limiter or nullcontext()):
-                try:
-                    outcome = executor.run(run_trajectory_job, job)
-                except InfrastructureError as exc:  # the worker or its node died: retried as any other
-                    outcome = TrajectoryOutcome.failure(spec, path, ErrorInfo.of(exc))
+            try:
+                outcome = executor.run(run_trajectory_job, job)
+            except InfrastructureError as exc:  # the worker or its node died: retried as any other
+                outcome = TrajectoryOutcome.failure(spec, path, ErrorInfo.of(exc))
             spent = outcome.cost
             return outcome
         finally:
@@ -406,7 +411,7 @@ class TaskRunner:
 @dataclass(frozen=True)
 class TrajectoryJob:
     """One trajectory as a unit of work: all it needs, picklable when the executor is remote (then the
-    backend is an `OnNode`, `on_step` a relay, and there are no limiters: they are this process's)."""
+    backend is an `OnNode`, `on_step` a relay and the limiters `NodeLimit`s)."""
 
     task: Task
     spec: TrajectorySpec

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from itertools import pairwise
 
 import pytest
 from fakes.ray_cluster import ray_head
 
 from patchfleet.errors import InfrastructureError, WorkerLost
-from patchfleet.executor import LocalExecutor, OnNode
+from patchfleet.executor import LocalExecutor, NodeLimit, OnNode
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
@@ -116,3 +117,18 @@ def test_on_node_is_built_on_the_worker(executor):
 
     built, worker = executor.run(unit, here)
     assert built == worker != os.getpid()
+
+
+def test_a_node_limit_holds_on_the_worker(executor):
+    """Units run as threads of one worker per node; a `NodeLimit` bounds them there, as
+    `--max-sandboxes`/`--max-llm-calls` do with Ray."""
+    limit = NodeLimit("test:one-at-a-time", 1)
+
+    def unit(x: int) -> tuple[float, float]:
+        with limit:
+            started = time.monotonic()
+            time.sleep(0.3)
+            return started, time.monotonic()
+
+    spans = sorted(executor.map(unit, range(4), workers=4))
+    assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans)), spans
