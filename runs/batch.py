@@ -79,6 +79,9 @@ class SelectJob:
     out_dir: Path  # <run>/selection/<task id>/
     config: RunConfig
     trajectories: list[Path] = field(default_factory=list)
+    # what the agents' sandboxes got with `image` (an official image's conda env; ours need none)
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[], object] | None = None  # on a remote node, before a container: the image there
 
 
 Selector = Callable[[SelectJob], Decision]
@@ -267,6 +270,8 @@ class TaskRunner:
                 self.layout.selection_dir(task.id),
                 self.config,
                 [o.path for o in outcomes if o.path.exists()],
+                env=env,  # selection runs in the image (and env) the agents had
+                prepare=self._prepare(task),
             )
             decision = self._stage(task, status, result, "select", lambda: self._select(job))
             status["costs"]["selection"] = selection_cost(job.out_dir)
@@ -371,10 +376,7 @@ class TaskRunner:
             sandbox_limiter=self.sandbox_limiter,
         )
         if not executor.in_process:  # the node may lack the image (built or pulled here): it makes sure
-            services = self.services
-            job = replace(
-                job, prepare=partial(ensure_image, services.builder, services.official, services.recipe, task)
-            )
+            job = replace(job, prepare=self._prepare(task))
         try:
             try:
                 outcome = executor.run(run_trajectory_job, job)
@@ -384,6 +386,14 @@ class TaskRunner:
             return outcome
         finally:
             self.budget.settle(reservation, spent)
+
+    def _prepare(self, task: Task) -> Callable[[], object] | None:
+        """For units on other nodes: the task's image made sure of there, by the same decision (official
+        or ours) as here; None when units run in this process, where `_image` already did."""
+        if self.services.executor.in_process:
+            return None
+        services = self.services
+        return partial(ensure_image, services.builder, services.official, services.recipe, task)
 
     def _before_retry(self, task: Task, spec: TrajectorySpec) -> Callable[[TrajectoryOutcome], None]:
         def report(outcome: TrajectoryOutcome) -> None:

@@ -60,19 +60,32 @@ class Selector:
         self.cache = MatrixCache(self.out_dir / CELLS_DIR)
 
     def select(
-        self, task: Task, candidates: Sequence[Candidate], trajectories: Sequence[Path] = ()
+        self,
+        task: Task,
+        candidates: Sequence[Candidate],
+        trajectories: Sequence[Path] = (),
+        *,
+        image: str | None = None,
+        env: dict[str, str] | None = None,
+        prepare: Callable[[], object] | None = None,
     ) -> dict[str, Any]:
-        """One instance's decision as a `decisions.jsonl` row; an error is a row, never an exception."""
+        """One instance's decision as a `decisions.jsonl` row; an error is a row, never an exception.
+
+        image, env, prepare: the image the caller decided on (a batch: the one its agents ran in, maybe
+        an official one), the environment its sandboxes need, and how a remote node makes sure of it;
+        without `image`, ours is built here."""
         row: dict[str, Any] = {"instance_id": task.id, "candidates": len(candidates)}
         if not candidates:
             return {**row, "chosen": None, "reasons": ["no candidate patch for this instance"]}
         try:
-            spec = image_spec(task, self.recipe(task))
-            image = self.builder.ensure(spec)
-            # a row that runs on another node makes sure the image is there too (a no-op where it is)
-            prepare = None if self.executor.in_process else partial(_ensure, self.builder, spec)
-            env = SelectionEnv(
+            if image is None:
+                spec = image_spec(task, self.recipe(task))
+                image = self.builder.ensure(spec)
+                # a row that runs on another node makes sure the image is there too (a no-op where it is)
+                prepare = None if self.executor.in_process else partial(_ensure, self.builder, spec)
+            selection_env = SelectionEnv(
                 image=image,
+                sandbox_env=dict(env or {}),
                 backend=self.backend,
                 cache=self.cache,
                 read_base=self._reader(task),
@@ -87,7 +100,7 @@ class Selector:
             result = select_task(
                 task,
                 candidates,
-                env=env,
+                env=selection_env,
                 config=self.config,
                 out_dir=self.out_dir / SELECTION_DIR,
                 trajectories=list(dict.fromkeys(files)),

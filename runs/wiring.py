@@ -23,6 +23,7 @@ from patchfleet.runs.candidate_eval import evaluate_candidates
 from patchfleet.runs.config import RunConfig, model_shorthands
 from patchfleet.runs.layout import RunLayout
 from patchfleet.runs.progress import RunProgress
+from patchfleet.runs.validate import official_images
 from patchfleet.sandbox.images import ImageBuilder
 from patchfleet.sandbox.official import OfficialImages
 from patchfleet.sandbox.trust import HostTrust
@@ -107,6 +108,10 @@ def build_services(
             cpus=config.eval_cpus,
             memory=config.eval_memory,
             log=log,
+            # the same choice as the agents' and selection's images (`OfficialImages.for_task`); a verdict
+            # in an official image has its own key (`official_verdict_key`, on the image id)
+            images=config.images,
+            specs=specs,
         )
         summary = run_evaluation(
             evaluator,
@@ -205,7 +210,10 @@ def pipeline_selector(
     )
 
     def select(job: SelectJob) -> Decision:
-        row = selector.select(job.task, job.candidates, job.trajectories)
+        # the image the task's agents ran in (official or ours, decided once by `batch.ensure_image`)
+        row = selector.select(
+            job.task, job.candidates, job.trajectories, image=job.image, env=job.env, prepare=job.prepare
+        )
         if row.get("error"):
             raise SelectionFailed(row["error"])
         return Decision(
@@ -247,6 +255,12 @@ def run(
                 check_model(spec.model)
     others = other_candidates(config, warn)
     services = build_services(config, select=select, progress=progress, log=warn)
+    if services.official is not None:
+        try:  # `--images official`: every task's official image is here or pullable, before any work
+            official_images(services.official, [task.id for task in tasks])
+        except ConfigError:
+            services.executor.close()
+            raise
     return run_batch(config, tasks, eval_specs, services, other_candidates=others)
 
 

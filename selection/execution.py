@@ -113,9 +113,13 @@ class MatrixRun(BaseModel):
         return out
 
 
-def cache_context(image: str) -> str:
-    """The image as the cache keys it: the tag plus how tests run in it (environment, format)."""
-    return f"{image}#{content_hash(json.dumps(TEST_ENV, sort_keys=True), str(CELL_FORMAT), length=8)}"
+def cache_context(image: str, sandbox_env: dict[str, str] | None = None) -> str:
+    """The image as the cache keys it: the tag plus how tests run in it (environment, format). An
+    official image's name differs from any of ours; its sandbox environment (conda's) is keyed too."""
+    context = f"{image}#{content_hash(json.dumps(TEST_ENV, sort_keys=True), str(CELL_FORMAT), length=8)}"
+    if sandbox_env:  # only then: the cells of our images keep their keys
+        context += f"+{content_hash(json.dumps(sandbox_env, sort_keys=True), length=8)}"
+    return context
 
 
 def patch_hash(patch: str) -> str:
@@ -147,6 +151,11 @@ class _Runner:
     log: Log | None
     base_commit: str | None
     prepare: Callable[[], object] | None = None  # before each container start (the image, on a node)
+    sandbox_env: dict[str, str] = field(default_factory=dict)  # every container's (official: conda's)
+
+    @property
+    def context(self) -> str:
+        return cache_context(self.image, self.sandbox_env)
 
     @contextlib.contextmanager
     def _timed(self, row: _Row, phase: str) -> Iterator[None]:
@@ -162,6 +171,7 @@ class _Runner:
             labels={"role": "selection", "task": self.instance_id, "candidate": row.candidate_id},
             network=Network.NONE,
             base_commit=self.base_commit,
+            env=dict(self.sandbox_env),
         )
         row.containers += 1
         with self._timed(row, "start"):
@@ -205,7 +215,7 @@ class _Runner:
                     if new_check is not None:
                         self.cache.put_check(
                             self.instance_id,
-                            cache_context(self.image),
+                            self.context,
                             key,
                             new_check.model_dump(mode="json"),
                         )
@@ -226,7 +236,7 @@ class _Runner:
                     )
                     sandbox = self._close(row, sandbox)
                     continue
-                self.cache.put_cell(cache_context(self.image), key, cell)
+                self.cache.put_cell(self.context, key, cell)
                 row.cells.append(cell)
                 if not self.reuse:
                     sandbox = self._close(row, sandbox)
@@ -349,6 +359,7 @@ def run_matrix(
     base_commit: str | None = None,
     executor: Executor | None = None,
     prepare: Callable[[], object] | None = None,
+    sandbox_env: dict[str, str] | None = None,
 ) -> MatrixRun:
     """Run every distinct candidate and BASE against every test; cached cells are not run again.
 
@@ -357,21 +368,24 @@ def run_matrix(
     workers: candidate rows run in parallel. base_commit: None takes the image's HEAD.
     executor: where rows run (default: threads of this process; a Ray executor sends each row, a
     container and its tests, to a node of the cluster). prepare: called before each container start
-    (with Ray: makes sure the image is on the row's node).
+    (with Ray: makes sure the image is on the row's node). sandbox_env: every container's environment
+    (an official image's conda env), part of the cells' cache key.
     """
     started = time.monotonic()
     distinct = list({c.id: c for c in reversed(candidates)}.values())[::-1]  # first of each id, in order
     tests = list({t.id: t for t in tests}.values())
-    runner = _Runner(instance_id, image, backend, cache, reuse, log, base_commit, prepare)
+    runner = _Runner(
+        instance_id, image, backend, cache, reuse, log, base_commit, prepare, dict(sandbox_env or {})
+    )
     rows: list[_Row] = []
     cached: list[Cell] = []
     for candidate_id, patch in [(BASE, ""), *((c.id, c.patch) for c in distinct)]:
         key = patch_hash(patch)
-        found = cache.get_check(instance_id, cache_context(image), key)
+        found = cache.get_check(instance_id, runner.context, key)
         check = CandidateCheck.model_validate({**found, "candidate_id": candidate_id}) if found else None
         row = _Row(candidate_id, patch, [], check)
         for test in tests:
-            cell = cache.get_cell(instance_id, cache_context(image), key, test.id)
+            cell = cache.get_cell(instance_id, runner.context, key, test.id)
             if cell is None or (check is not None and not check.applied):
                 row.tests.append(test)
             else:

@@ -90,6 +90,8 @@ class SelectionEnv:
     work_dir: Path | None = None  # where test-writing trajectories go (default: the selection folder)
     executor: Executor | None = None  # where matrix rows run (None: threads here)
     prepare: Callable[[], object] | None = None  # where a row runs, before its containers: the image
+    # every sandbox's environment: what an official image's conda env sets (ours carry theirs on PATH)
+    sandbox_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +148,7 @@ def select_task(
         log=env.log,
         executor=env.executor,
         prepare=env.prepare,
+        sandbox_env=env.sandbox_env,
     )
     annotated = run.annotated(candidates)
     write_text_atomic(folder / MATRIX_FILE, "".join(c.model_dump_json() + "\n" for c in run.matrix.cells))
@@ -218,7 +221,9 @@ def _regression_tests(
     changed = [path for path, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     if not changed:
         return []
-    spec = SandboxSpec(image=env.image, labels={"role": "regression", "task": task.id})
+    spec = SandboxSpec(
+        image=env.image, labels={"role": "regression", "task": task.id}, env=dict(env.sandbox_env)
+    )
     with env.backend.start(spec) as sandbox:
         return discover_regression_tests(
             sandbox,
@@ -237,7 +242,7 @@ def _generated_tests(task: Task, env: SelectionEnv, config: SelectionConfig, fol
 
     def sandbox(index: int):
         labels = {"role": "test-writer", "task": task.id, "trajectory": str(index)}
-        return env.backend.start(SandboxSpec(image=env.image, labels=labels))
+        return env.backend.start(SandboxSpec(image=env.image, labels=labels, env=dict(env.sandbox_env)))
 
     parallel = ParallelConfig(n=config.generated_tests)
     if config.test_writer is not None:
