@@ -18,6 +18,8 @@ class Started:
     memory: int  # bytes; 0: no limit
     pids_limit: int | None
     network: str
+    image: str = ""  # as the container was created from (an official name, or one of ours)
+    env: tuple[str, ...] = ()  # the container's environment, NAME=value
 
 
 def record_starts(monkeypatch: pytest.MonkeyPatch) -> list[Started]:
@@ -35,6 +37,8 @@ def record_starts(monkeypatch: pytest.MonkeyPatch) -> list[Started]:
                 memory=host.get("Memory") or 0,
                 pids_limit=host.get("PidsLimit"),
                 network=host.get("NetworkMode", ""),
+                image=sandbox.container.attrs["Config"].get("Image", ""),
+                env=tuple(sandbox.container.attrs["Config"].get("Env") or ()),
             )
         )
         return sandbox

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fakes.openai_server import FakeOpenAIServer, FakeReply, bash_reply
+from fakes.started import record_starts
 from typer.testing import CliRunner
 
 from patchfleet.agent import read_trajectory
@@ -32,6 +33,7 @@ from patchfleet.sandbox.images import (
     InstanceLayer,
     official_image_name,
 )
+from patchfleet.selection.model import BASE
 
 pytestmark = pytest.mark.docker
 
@@ -193,3 +195,74 @@ def test_the_agent_works_in_the_official_image_inside_its_conda_env(
     text = json.dumps(observations)
     assert TESTBED in text  # `python` is the testbed env's, which has pytest
     assert "1 passed" in text
+
+
+# ours for --images local: pytest in our env layer (the official-layout image has it in its testbed env)
+BATCH_SPECS = {"local/calc": {"0.1": {**SPECS["local/calc"]["0.1"], "pip_packages": ["pytest==8.3.3"]}}}
+PATH_OF_TESTBED = f"{TESTBED}/bin"
+# a reproduction script that selection harvests as a test: it needs the testbed env (pytest), so its
+# cells pass on the fix only where the matrix's sandboxes have that env
+REPRO = (
+    "cat > /tmp/repro.py <<'EOF'\nimport sys\n\nsys.path.insert(0, '/testbed')\nimport pytest  # noqa\n"
+    "from calc import add\n\nassert add(2, 3) == 5, add(2, 3)\nprint('fixed')\nEOF\npython /tmp/repro.py"
+)
+
+
+def batch_fixer(body: dict[str, Any]) -> FakeReply:
+    turn = sum(m["role"] == "assistant" for m in body["messages"])
+    script = [
+        REPRO,
+        "sed -i 's/a - b/a + b/' calc.py && python /tmp/repro.py",
+        f"{SUBMIT_COMMAND} && git diff",
+    ]
+    return bash_reply(script[min(turn, len(script) - 1)])
+
+
+@pytest.mark.parametrize("mode", ["official", "local"])
+def test_batch_runs_agents_selection_and_evaluation_in_the_image_images_decides(
+    mode, dataset, sample_repo, tmp_path, server: FakeOpenAIServer, monkeypatch
+):
+    """One decision for the whole batch: with `--images official` the agent, the selection matrix (and
+    regression discovery) and the evaluation all run in the official image, with its conda env; with
+    `--images local` none of them does. Read back from the containers the engine really started."""
+    server.respond_with(batch_fixer)
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps(BATCH_SPECS))
+    started = record_starts(monkeypatch)
+    out = tmp_path / "out"
+    result = invoke(
+        *("batch", "--dataset", str(dataset), "--instance-ids", "local__calc-1", "--images", mode),
+        *("--local", str(sample_repo), "--recipes", str(specs), "--no-pull", "--no-live"),
+        *("--samples", "1", "--workers", "1", "--evaluate", "--out", str(out)),
+        *("--model", "openai/fake-model", "--api-base", server.base_url),
+        *("--set", "agent.model.pricing.mode=free", "--set", "agent.limits.step_limit=10"),
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluation"]["resolved_ids"] == ["local__calc-1"], summary["evaluation"]
+
+    official = official_image_name("local__calc-1")
+    by_role: dict[str, list] = {}
+    for container in started:
+        by_role.setdefault(container.role, []).append(container)
+    assert {"agent", "selection", "eval"} <= by_role.keys(), sorted(by_role)
+    used = [c for role in ("agent", "selection", "regression", "eval") for c in by_role.get(role, [])]
+    if mode == "official":
+        assert {c.image for c in used} == {official}, [(c.role, c.image) for c in used]
+        # the agent's and selection's sandboxes have the conda env on PATH (eval's script activates it)
+        for container in used:
+            if container.role != "eval":
+                path = [v for v in container.env if v.startswith("PATH=")]
+                assert path and PATH_OF_TESTBED in path[0], (container.role, container.env)
+    else:
+        assert not [c for c in used if c.image == official], [(c.role, c.image) for c in used]
+        assert all(PATH_OF_TESTBED not in " ".join(c.env) for c in used)
+
+    # the matrix ran for real in that image: the fix passes a test the base fails, no cell is an error
+    cells = [
+        json.loads(line)
+        for line in (out / "selection" / "local__calc-1" / "matrix.jsonl").read_text().splitlines()
+    ]
+    assert cells and not [c for c in cells if c.get("error")], cells
+    assert any(c["candidate_id"] != BASE and c["exit_code"] == 0 for c in cells), cells
+    assert any(c["candidate_id"] == BASE and c["exit_code"] != 0 for c in cells), cells
