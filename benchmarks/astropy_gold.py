@@ -108,6 +108,8 @@ def main() -> None:
             continue
         rows.append(row(task, outcome, source, causes))
         print(f"{task.id} ({task.version}): {'resolved' if outcome.resolved else 'NOT resolved'}")
+    if args.verdicts:  # also after --cached-only: the export then carries a cache other runs filled
+        evaluator.verdicts.export(args.verdicts)
     resolved = [r["instance_id"] for r in rows if r["resolved"]]
     report = {
         "benchmark": "astropy_gold",
