@@ -278,16 +278,20 @@ def _cluster(value: float) -> str:
 
 
 class DefaultPolicyConfig(BaseModel):
-    """The weights of our policy; tuned on the dev split only, by the selection benchmark's sweep."""
+    """The weights of our policy; tuned on the dev split only, by the selection benchmark's sweep
+    (`benchmarks/ensemble_selection.py`, `default_policy_tuning` in its JSON). There, over the 12 leaderboard
+    submissions' patches, consensus alone did best: the scripts harvested from another agent's trajectory,
+    behaviour clusters and the AST majority pulled picks towards popular wrong fixes, so their weights are 0
+    (the mechanics stay; a run can weigh them). Generated tests and the verifier had no data to tune on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     generated: float = Field(
         2.0, ge=0, description="weight of the share of generated reproduction tests passed"
     )
-    harvested: float = Field(1.0, ge=0, description="weight of the share of other reproduction tests passed")
-    behaviour: float = Field(1.0, ge=0, description="weight of the behaviour cluster share")
-    support: float = Field(1.0, ge=0, description="weight of the AST-majority share of sources")
+    harvested: float = Field(0.0, ge=0, description="weight of the share of other reproduction tests passed")
+    behaviour: float = Field(0.0, ge=0, description="weight of the behaviour cluster share")
+    support: float = Field(0.0, ge=0, description="weight of the AST-majority share of sources")
     consensus: float = Field(
         1.0, ge=0, description="weight of the consensus: how much of the other proposals' changes it shares"
     )
