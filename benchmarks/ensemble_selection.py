@@ -145,8 +145,6 @@ def collect(args: argparse.Namespace, tasks: list[Task], candidates: dict[str, l
             print(f"[{number}/{len(tasks)}] {task.id}: FAILED {type(exc).__name__}: {exc}", flush=True)
             (args.work / "failures").mkdir(parents=True, exist_ok=True)
             (args.work / "failures" / f"{task.id}.txt").write_text(f"{type(exc).__name__}: {exc}\n")
-    if args.export_cells:
-        print(f"exported {cache.export(args.export_cells)} cells to {args.export_cells}")
 
 
 # -- export / import of the stored inputs (what `score` reads), so another machine continues -----------
@@ -511,6 +509,9 @@ def main() -> None:
         )
     if args.export_inputs:
         print(f"exported {export_inputs(args.work, args.export_inputs)} finished instance(s)")
+    if args.export_cells:
+        exported = MatrixCache(args.work / "cells").export(args.export_cells)
+        print(f"exported {exported} cells to {args.export_cells}")
     if args.phase in ("score", "both"):
         verdicts = official_verdicts(DATA / "candidates_dev.jsonl")
         result = score(args, [t.id for t in tasks], submissions, verdicts, loaded.candidates)
