@@ -171,7 +171,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--wall-time-s", type=float, help="wall time of all invocations of the batch")
     parser.add_argument("--command", help="the batch command, as typed (no machine paths)")
-    parser.add_argument("--gold-report", type=Path, help="`patchfleet eval --predictions gold` run report")
+    parser.add_argument(
+        "--gold-report",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="`patchfleet eval --predictions gold` run reports",
+    )
     args = parser.parse_args()
     official = {}
     for line in (DATA / "candidates_dev.jsonl").read_text().splitlines():
@@ -185,10 +191,11 @@ def main() -> None:
     ids = sorted(p.parent.name for p in args.run.glob("*/task.json"))
     records = [instance_record(args.run, i, official, index) for i in ids]
     gold = None
-    if args.gold_report:
-        report = json.loads(args.gold_report.read_text())
-        gold = set(report.get("resolved_ids") or [])
-        gold_evaluated = set(report.get("completed_ids") or []) | set(report.get("error_ids") or [])
+    gold_evaluated: set[str] = set()
+    for path in args.gold_report:
+        report = json.loads(path.read_text())
+        gold = (gold or set()) | set(report.get("resolved_ids") or [])
+        gold_evaluated |= set(report.get("completed_ids") or []) | set(report.get("error_ids") or [])
     counted = totals(records, gold)
     if gold is not None:
         counted["gold_resolves_here"] = {
