@@ -273,7 +273,7 @@ class TaskRunner:
                 env=env,  # selection runs in the image (and env) the agents had
                 prepare=self._prepare(task),
             )
-            decision = self._stage(task, status, result, "select", lambda: self._select(job))
+            decision = self._stage(task, status, result, "selection", lambda: self._select(job))
             status["costs"]["selection"] = selection_cost(job.out_dir)
             self.budget.add(status["costs"]["selection"])
             complete = not any(o.exit_status == NOT_STARTED for o in outcomes)

@@ -207,7 +207,7 @@ def test_batch_killed_during_trajectories_resumes_to_the_same_predictions(
         if list(states(out).values()).count("Submitted") < 6:
             return False
         return any(
-            (json.loads(p.read_text()) if p.stat().st_size else {}).get("stage") == "select"
+            (json.loads(p.read_text()) if p.stat().st_size else {}).get("stage") == "selection"
             for p in out.glob("*/task.json")
         )
 

@@ -117,7 +117,7 @@ def test_a_batch_selects_writes_predictions_and_a_bad_task_fails_alone(tmp_path)
     # a resumed task keeps the stage times of the run that did its work (the report's time by stage)
     assert (
         again["stage_time"]["a-1"] == summary["stage_time"]["a-1"]
-        and "select" in summary["stage_time"]["a-1"]
+        and "selection" in summary["stage_time"]["a-1"]
     )
     assert json.loads((out / "preds.json").read_text()) == preds
 
