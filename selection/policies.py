@@ -280,9 +280,12 @@ def _cluster(value: float) -> str:
 class DefaultPolicyConfig(BaseModel):
     """The weights of our policy; tuned on the dev split only, by the selection benchmark's sweep
     (`benchmarks/ensemble_selection.py`, `default_policy_tuning` in its JSON). There, over the 12 leaderboard
-    submissions' patches, consensus alone did best: the scripts harvested from another agent's trajectory,
-    behaviour clusters and the AST majority pulled picks towards popular wrong fixes, so their weights are 0
-    (the mechanics stay; a run can weigh them). Generated tests and the verifier had no data to tune on."""
+    submissions' patches, the consensus with one regression failure of slack did best among simple settings
+    (74.41% of the 119 dev instances; choosing the slack by 5-fold cross-validation: 73.99%). Richer
+    weightings scored up to 75.25% in-sample but 70.38% cross-validated (overfit), and the scripts
+    harvested from another agent's trajectory, behaviour clusters and the AST majority added nothing, so
+    their weights are 0 (the mechanics stay; a run can weigh them). Generated tests and the verifier had
+    no data to tune on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -297,7 +300,7 @@ class DefaultPolicyConfig(BaseModel):
     )
     verifier: float = Field(1.0, ge=0, description="weight of the verifier score")
     regression: float = Field(0.0, ge=0, description="weight of the share of regression tests passed")
-    regression_slack: int = Field(0, ge=0, description="regression failures allowed above the best")
+    regression_slack: int = Field(1, ge=0, description="regression failures allowed above the best")
     drop_syntax_errors: bool = True
     # identical patches are one candidate with several sources: the AST majority counts the sources
     # (how many systems proposed it), behaviour clusters count distinct candidates (different code that
