@@ -233,12 +233,17 @@ def text_only(instance_id: str, candidates: list[Candidate]) -> SelectionInputs:
     )
 
 
+def with_fallback(ids, collected: dict[str, SelectionInputs], candidates) -> dict[str, SelectionInputs]:
+    """Each instance's collected inputs, or its candidates alone where the collect phase has not been."""
+    return {i: collected.get(i) or text_only(i, candidates.get(i, [])) for i in ids}
+
+
 def all_instances(
     ids: list[str], stored: dict[str, SelectionInputs], candidates, submissions: list[str], verdicts
 ) -> dict[str, Any]:
     """Every instance asked for, each with the evidence there is: the collected ones with their tests and
     matrix, the others with their candidates' patches alone (what the policies then fall back to)."""
-    inputs = {i: stored.get(i) or text_only(i, candidates.get(i, [])) for i in ids}
+    inputs = with_fallback(ids, stored, candidates)
     # where every candidate carries the same official verdict, every pick scores the same: the matrix
     # matters only on the others, which the collect phase does first (`mixed_instances`)
     mixed = [i for i in ids if len({candidate_value(c, verdicts) for c in inputs[i].candidates}) > 1]
@@ -280,7 +285,7 @@ def score(
         raise SystemExit("nothing collected yet: run the collect phase first")
     collected = dict(stored)
     if args.scope == "all":  # every instance asked for, those without a matrix as all_instances scores them
-        stored = {i: collected.get(i) or text_only(i, candidates.get(i, [])) for i in instance_ids}
+        stored = with_fallback(instance_ids, collected, candidates)
         n = len(stored)
     ids = sorted(stored)
     policies = dict(POLICIES)
