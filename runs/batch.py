@@ -82,6 +82,7 @@ class SelectJob:
     # what the agents' sandboxes got with `image` (an official image's conda env; ours need none)
     env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[], object] | None = None  # on a remote node, before a container: the image there
+    image_id: str | None = None  # an official image's content id (its name can move): its cells' key
 
 
 Selector = Callable[[SelectJob], Decision]
@@ -272,6 +273,7 @@ class TaskRunner:
                 [o.path for o in outcomes if o.path.exists()],
                 env=env,  # selection runs in the image (and env) the agents had
                 prepare=self._prepare(task),
+                image_id=self._content_id(task, image),
             )
             decision = self._stage(task, status, result, "selection", lambda: self._select(job))
             status["costs"]["selection"] = selection_cost(job.out_dir)
@@ -394,6 +396,13 @@ class TaskRunner:
             return None
         services = self.services
         return partial(ensure_image, services.builder, services.official, services.recipe, task)
+
+    def _content_id(self, task: Task, image: str) -> str | None:
+        """The content id of the task's official image when `image` is one (found once per process by
+        `OfficialImages`); None for ours, whose names are content hashes."""
+        official = self.services.official
+        found = official.for_task(task.id) if official is not None else None
+        return found.image_id if found is not None and found.name == image else None
 
     def _before_retry(self, task: Task, spec: TrajectorySpec) -> Callable[[TrajectoryOutcome], None]:
         def report(outcome: TrajectoryOutcome) -> None:

@@ -23,11 +23,11 @@ from patchfleet.data.recipes import Recipe
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import Task
 from patchfleet.errors import PatchfleetError
-from patchfleet.executor import Executor, LocalExecutor
+from patchfleet.executor import Executor, LocalExecutor, OnNode
 from patchfleet.sandbox.images import ImageBuilder, ImageSpec, image_spec
 from patchfleet.selection.execution import SandboxStarter
 from patchfleet.selection.matrix_cache import MatrixCache
-from patchfleet.selection.model import Candidate
+from patchfleet.selection.model import Candidate, content_hash
 from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, select_task
 from patchfleet.selection.verifier import Verifier
 
@@ -54,7 +54,9 @@ class Selector:
     log: Log = field(default=lambda line: None)
     verifier: Verifier | None = None  # one per run: its disk cache and cost are shared
     test_writer: AgentConfig | None = None  # the test-writing agent when generated tests are on
-    executor: Executor = field(default_factory=LocalExecutor)  # where matrix rows run
+    # where matrix rows, regression discovery, test writers and judgements run; a remote one needs the
+    # backend and the verifier as `executor.OnNode`s (`node_verifier`)
+    executor: Executor = field(default_factory=LocalExecutor)
 
     def __post_init__(self) -> None:
         self.cache = MatrixCache(self.out_dir / CELLS_DIR)
@@ -68,12 +70,14 @@ class Selector:
         image: str | None = None,
         env: dict[str, str] | None = None,
         prepare: Callable[[], object] | None = None,
+        image_id: str | None = None,
     ) -> dict[str, Any]:
         """One instance's decision as a `decisions.jsonl` row; an error is a row, never an exception.
 
         image, env, prepare: the image the caller decided on (a batch: the one its agents ran in, maybe
         an official one), the environment its sandboxes need, and how a remote node makes sure of it;
-        without `image`, ours is built here."""
+        without `image`, ours is built here. image_id: the content id of an image whose name can move (an
+        official one), the key of its matrix cells."""
         row: dict[str, Any] = {"instance_id": task.id, "candidates": len(candidates)}
         if not candidates:
             return {**row, "chosen": None, "reasons": ["no candidate patch for this instance"]}
@@ -85,6 +89,7 @@ class Selector:
                 prepare = None if self.executor.in_process else partial(_ensure, self.builder, spec)
             selection_env = SelectionEnv(
                 image=image,
+                image_id=image_id,
                 sandbox_env=dict(env or {}),
                 backend=self.backend,
                 cache=self.cache,
@@ -127,6 +132,15 @@ class Selector:
         if self.source is None:
             return None
         return lambda path: self.source.read_file(task.repo, task.base_commit, path)
+
+
+def node_verifier(verifier: Verifier, executor: Executor) -> Verifier:
+    """`verifier` as units of `executor` use it: itself here; for a remote executor an `OnNode` that each
+    node builds from the same config (its own client; the disk cache is the run's, shared)."""
+    if executor.in_process:
+        return verifier
+    key = f"verifier:{content_hash(verifier.config.model_dump_json(), length=16)}"
+    return OnNode(key, partial(Verifier, verifier.config), value=verifier)  # type: ignore[return-value]
 
 
 def _ensure(builder: ImageBuilder, spec: ImageSpec) -> str:

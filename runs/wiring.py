@@ -187,7 +187,7 @@ def pipeline_selector(
     """The selection pipeline through `runs.select.Selector` (shared with `patchfleet select`): tests,
     matrix, verifier and policies; files under `<out>/selection/<id>/`, cells in `<out>/cells/`."""
     from patchfleet.runs.select import Selector as PipelineSelector
-    from patchfleet.runs.select import test_writer_agent
+    from patchfleet.runs.select import node_verifier, test_writer_agent
     from patchfleet.selection.verifier import Verifier
 
     verifier = None
@@ -195,7 +195,7 @@ def pipeline_selector(
         judge = config.selection.verifier
         if judge.cache_dir is None:
             judge = judge.model_copy(update={"cache_dir": config.outputs.dir / "verifier-cache"})
-        verifier = Verifier(judge)
+        verifier = node_verifier(Verifier(judge), executor or LocalExecutor())  # judged where units run
     selector = PipelineSelector(
         backend=config.sandbox.limited(backend),  # the run config's limits in every selection sandbox
         builder=builder,
@@ -212,7 +212,13 @@ def pipeline_selector(
     def select(job: SelectJob) -> Decision:
         # the image the task's agents ran in (official or ours, decided once by `batch.ensure_image`)
         row = selector.select(
-            job.task, job.candidates, job.trajectories, image=job.image, env=job.env, prepare=job.prepare
+            job.task,
+            job.candidates,
+            job.trajectories,
+            image=job.image,
+            env=job.env,
+            prepare=job.prepare,
+            image_id=job.image_id,
         )
         if row.get("error"):
             raise SelectionFailed(row["error"])

@@ -8,9 +8,10 @@ that breaks the repository costs a new container, not the next test's cell. `reu
 container per (candidate, test) pair instead: the same cells, at the price benchmarks/matrix_reuse.py
 measures.
 
-Cells are cached by (image, patch hash, test id) in a `MatrixCache` as they finish, so a killed run
-resumes, and a candidate whose cells are all cached starts no container. Infrastructure failures and
-patches that do not apply become cells with an `error`, never verdicts, and are not cached as results.
+Cells are cached by (image, patch hash, test id) in a `MatrixCache` as they finish (the image by its
+content: `cache_context`), so a killed run resumes, and a candidate whose cells are all cached starts no
+container. Infrastructure failures and patches that do not apply become cells with an `error`, never
+verdicts, and are not cached as results.
 """
 
 from __future__ import annotations
@@ -113,10 +114,13 @@ class MatrixRun(BaseModel):
         return out
 
 
-def cache_context(image: str, sandbox_env: dict[str, str] | None = None) -> str:
-    """The image as the cache keys it: the tag plus how tests run in it (environment, format). An
-    official image's name differs from any of ours; its sandbox environment (conda's) is keyed too."""
-    context = f"{image}#{content_hash(json.dumps(TEST_ENV, sort_keys=True), str(CELL_FORMAT), length=8)}"
+def cache_context(image: str, sandbox_env: dict[str, str] | None = None, image_id: str | None = None) -> str:
+    """The image as the cache keys it, plus how tests run in it (environment, format). Our images' tags
+    are content hashes: the tag. An image whose name can point at other content (an official one, re-pulled
+    or rebuilt under the same name) is keyed by its content id, `image_id`, as its verdicts are
+    (`runs.evaluation.official_verdict_key`); its sandbox environment (conda's) is keyed too."""
+    how = content_hash(json.dumps(TEST_ENV, sort_keys=True), str(CELL_FORMAT), length=8)
+    context = f"{image_id or image}#{how}"
     if sandbox_env:  # only then: the cells of our images keep their keys
         context += f"+{content_hash(json.dumps(sandbox_env, sort_keys=True), length=8)}"
     return context
@@ -152,10 +156,11 @@ class _Runner:
     base_commit: str | None
     prepare: Callable[[], object] | None = None  # before each container start (the image, on a node)
     sandbox_env: dict[str, str] = field(default_factory=dict)  # every container's (official: conda's)
+    image_id: str | None = None  # the image's content id when its name is not one (official images)
 
     @property
     def context(self) -> str:
-        return cache_context(self.image, self.sandbox_env)
+        return cache_context(self.image, self.sandbox_env, self.image_id)
 
     @contextlib.contextmanager
     def _timed(self, row: _Row, phase: str) -> Iterator[None]:
@@ -360,6 +365,7 @@ def run_matrix(
     executor: Executor | None = None,
     prepare: Callable[[], object] | None = None,
     sandbox_env: dict[str, str] | None = None,
+    image_id: str | None = None,
 ) -> MatrixRun:
     """Run every distinct candidate and BASE against every test; cached cells are not run again.
 
@@ -369,14 +375,14 @@ def run_matrix(
     executor: where rows run (default: threads of this process; a Ray executor sends each row, a
     container and its tests, to a node of the cluster). prepare: called before each container start
     (with Ray: makes sure the image is on the row's node). sandbox_env: every container's environment
-    (an official image's conda env), part of the cells' cache key.
+    (an official image's conda env), part of the cells' cache key. image_id: the image's content id
+    when its name is not a content hash (an official image): the cells' key instead of the name.
     """
     started = time.monotonic()
     distinct = list({c.id: c for c in reversed(candidates)}.values())[::-1]  # first of each id, in order
     tests = list({t.id: t for t in tests}.values())
-    runner = _Runner(
-        instance_id, image, backend, cache, reuse, log, base_commit, prepare, dict(sandbox_env or {})
-    )
+    env = dict(sandbox_env or {})
+    runner = _Runner(instance_id, image, backend, cache, reuse, log, base_commit, prepare, env, image_id)
     rows: list[_Row] = []
     cached: list[Cell] = []
     for candidate_id, patch in [(BASE, ""), *((c.id, c.patch) for c in distinct)]:

@@ -3,18 +3,18 @@
 The agent runs with its own prompt (`agent/config/test_writer.yaml`): write a standalone script at
 `<scratch_dir>/patchfleet_test.py` that exits 0 when the issue is fixed and 2 when it is not, and run
 it at the base commit. The script lives outside the repository, so it is never part of a patch; it is
-read from each sandbox right before that sandbox closes (the factory given to `run_parallel` is
-wrapped for this). Whether a script really reproduces the issue (exits 2 at the base commit) is decided
-by the execution matrix's BASE row, not here.
+read from each sandbox right before that sandbox closes (`write_test` wraps the factory for this, in
+the unit that runs the trajectory, here or on a Ray node). Whether a script really reproduces the issue
+(exits 2 at the base commit) is decided by the execution matrix's BASE row, not here.
 """
 
 from __future__ import annotations
 
 import posixpath
 import shlex
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -28,10 +28,12 @@ from patchfleet.agent.parallel import (
     TrajectoryOutcome,
     TrajectorySpec,
     default_model_factory,
-    run_parallel,
+    plan,
+    run_trajectory,
 )
 from patchfleet.data.task import Task
 from patchfleet.errors import SandboxError
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.sandbox.base import REPO_DIR, Sandbox
 from patchfleet.selection.model import Contract, TestCase, TestKind
 
@@ -64,39 +66,88 @@ def generate_tests(
     sandbox_limiter: Limiter | None = None,
     model_factory: Callable[[TrajectorySpec, Limiter | None], Model] = default_model_factory,
     timeout: float = GENERATED_TIMEOUT,
+    executor: Executor | None = None,
 ) -> list[TestCase]:
     """Run `parallel.n` test-writing trajectories for `task` and return one GENERATED test (EXIT_CODE)
     per distinct script they left behind, in trajectory order. Trajectory files go to
-    `out_dir/<task id>/<i>.traj.json`; a trajectory that fails or writes no script contributes nothing."""
+    `out_dir/<task id>/<i>.traj.json`; a trajectory that fails or writes no script contributes nothing.
+
+    Each trajectory is a unit of `executor` (default: threads here, as `run_parallel`; Ray: a node each,
+    whose engine runs its sandbox), so with a remote executor the factory, the model factory and the
+    limiters must be picklable."""
     path = script_path(agent_config)
-    scripts: dict[int, str] = {}
-    workdirs: set[str] = set()
-    lock = threading.Lock()
+    jobs = [
+        WriterJob(
+            task,
+            spec,
+            sandbox_factory,
+            out_dir,
+            path,
+            llm_limiter,
+            sandbox_limiter,
+            model_factory,
+            delay=parallel.start_spread_s * spec.index / parallel.n,
+        )
+        for spec in plan(agent_config, parallel)
+    ]
+    workers = parallel.max_workers or parallel.n
+    written = (executor or LocalExecutor()).map(write_test, jobs, workers=workers)
+    scripts = {w.outcome.index: w.script for w in written if w.script is not None}
+    workdirs = {w.workdir for w in written if w.workdir is not None}
+    workdir = next(iter(workdirs)) if len(workdirs) == 1 else REPO_DIR
+    outcomes = [w.outcome for w in written]
+    return tests_from_scripts(task, scripts, outcomes, path=path, workdir=workdir, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class WriterJob:
+    """One test-writing trajectory as a unit of work."""
+
+    task: Task
+    spec: TrajectorySpec
+    sandboxes: SandboxFactory
+    out_dir: Path
+    script: str  # where the prompt asks for the script
+    llm_limiter: Limiter | None = None
+    sandbox_limiter: Limiter | None = None
+    model_factory: Callable[[TrajectorySpec, Limiter | None], Model] = default_model_factory
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one test-writing trajectory left: its outcome, its script (None: none), its sandbox's workdir."""
+
+    outcome: TrajectoryOutcome
+    script: str | None
+    workdir: str | None
+
+
+def write_test(job: WriterJob) -> Written:
+    """Run one test-writing trajectory wherever the executor put it; the script is read from its sandbox
+    right before that sandbox closes. Its failures are in the outcome, as `run_parallel`'s are."""
+    left: dict[str, str | None] = {}
 
     @contextmanager
     def collecting(index: int) -> Iterator[Sandbox]:
-        with sandbox_factory(index) as sandbox:
+        with job.sandboxes(index) as sandbox:
             try:
                 yield sandbox
             finally:
-                script = read_script(sandbox, path)
-                with lock:
-                    workdirs.add(sandbox.spec.workdir)
-                    if script is not None:
-                        scripts[index] = script
+                left["script"] = read_script(sandbox, job.script)
+                left["workdir"] = sandbox.spec.workdir
 
-    outcomes = run_parallel(
-        task,
-        agent_config,
-        parallel,
-        sandbox_factory=collecting,
-        out_dir=out_dir,
-        llm_limiter=llm_limiter,
-        sandbox_limiter=sandbox_limiter,
-        model_factory=model_factory,
+    outcome = run_trajectory(
+        job.task,
+        job.spec,
+        collecting,
+        job.out_dir,
+        job.llm_limiter,
+        job.sandbox_limiter,
+        job.model_factory,
+        job.delay,
     )
-    workdir = next(iter(workdirs)) if len(workdirs) == 1 else REPO_DIR
-    return tests_from_scripts(task, scripts, outcomes, path=path, workdir=workdir, timeout=timeout)
+    return Written(outcome, left.get("script"), left.get("workdir"))
 
 
 def read_script(sandbox: Sandbox, path: str) -> str | None:

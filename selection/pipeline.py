@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,8 +23,7 @@ from patchfleet.agent.parallel import ParallelConfig
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.task import Task
 from patchfleet.errors import ConfigError
-from patchfleet.executor import Executor
-from patchfleet.sandbox.base import SandboxSpec
+from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.selection.execution import MatrixRun, SandboxStarter, run_matrix
 from patchfleet.selection.harvest import default_runner, harvest_from_candidates, harvest_from_trajectory
 from patchfleet.selection.matrix_cache import MatrixCache
@@ -37,6 +37,7 @@ from patchfleet.selection.model import (
     content_hash,
 )
 from patchfleet.selection.policies import POLICIES, DefaultPolicyConfig, make_default
+from patchfleet.selection.units import RegressionJob, WriterSandboxes, discover_regression, judge
 from patchfleet.selection.verifier import Verifier, VerifierConfig, condense_trajectory
 
 Log = Callable[[str], None]
@@ -88,10 +89,13 @@ class SelectionEnv:
     verifier: Verifier | None = None  # built once per run by the caller (its cache is shared)
     test_writer: AgentConfig | None = None  # the test-writing agent, with its model set
     work_dir: Path | None = None  # where test-writing trajectories go (default: the selection folder)
-    executor: Executor | None = None  # where matrix rows run (None: threads here)
-    prepare: Callable[[], object] | None = None  # where a row runs, before its containers: the image
+    # where matrix rows, regression discovery, test writers and judgements run (None: threads here);
+    # a remote one (Ray) needs backend and verifier as `executor.OnNode`s (selection/units.py)
+    executor: Executor | None = None
+    prepare: Callable[[], object] | None = None  # where a unit runs, before its containers: the image
     # every sandbox's environment: what an official image's conda env sets (ours carry theirs on PATH)
     sandbox_env: dict[str, str] = field(default_factory=dict)
+    image_id: str | None = None  # `image`'s content id when its name can move (an official image)
 
 
 @dataclass
@@ -149,6 +153,7 @@ def select_task(
         executor=env.executor,
         prepare=env.prepare,
         sandbox_env=env.sandbox_env,
+        image_id=env.image_id,
     )
     annotated = run.annotated(candidates)
     write_text_atomic(folder / MATRIX_FILE, "".join(c.model_dump_json() + "\n" for c in run.matrix.cells))
@@ -156,7 +161,7 @@ def select_task(
     timings["matrix"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    scores = _verify(task, annotated, env) if env.verifier is not None else {}
+    scores = _verify(task, annotated, env, config.workers) if env.verifier is not None else {}
     write_json_atomic(folder / VERIFIER_FILE, {cid: s.model_dump(mode="json") for cid, s in scores.items()})
     timings["verifier"] = time.monotonic() - clock
 
@@ -214,45 +219,49 @@ def _regression_tests(
     task: Task, candidates: Sequence[Candidate], env: SelectionEnv, config: SelectionConfig
 ) -> list[TestCase]:
     from patchfleet.selection.normalize import changed_files
-    from patchfleet.selection.regression import discover_regression_tests
 
     # most candidates' files first: the discovery's time budget goes where most of the changes are
     counts = Counter(path for c in candidates for path in changed_files(c.patch))
     changed = [path for path, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     if not changed:
         return []
-    spec = SandboxSpec(
-        image=env.image, labels={"role": "regression", "task": task.id}, env=dict(env.sandbox_env)
+    job = RegressionJob(
+        task.id,
+        env.image,
+        env.backend,
+        tuple(changed),
+        config.regression_budget_s,
+        config.regression_runner,
+        dict(env.sandbox_env),
+        env.prepare,
     )
-    with env.backend.start(spec) as sandbox:
-        return discover_regression_tests(
-            sandbox,
-            changed,
-            instance_id=task.id,
-            budget_s=config.regression_budget_s,
-            runner=config.regression_runner,
-        )
+    # mapped, as matrix rows are: on Ray, a discovery whose node died runs again (it changes nothing)
+    return _executor(env).map(discover_regression, [job], workers=1)[0]
 
 
 def _generated_tests(task: Task, env: SelectionEnv, config: SelectionConfig, folder: Path) -> list[TestCase]:
-    """GENERATED tests from `config.generated_tests` test-writing trajectories (CodeMonkeys' votes)."""
+    """GENERATED tests from `config.generated_tests` test-writing trajectories (CodeMonkeys' votes),
+    each trajectory a unit of the executor."""
     if not config.generated_tests or env.test_writer is None:
         return []
     from patchfleet.selection.generate import generate_tests
 
-    def sandbox(index: int):
-        labels = {"role": "test-writer", "task": task.id, "trajectory": str(index)}
-        return env.backend.start(SandboxSpec(image=env.image, labels=labels, env=dict(env.sandbox_env)))
-
+    sandboxes = WriterSandboxes(task.id, env.image, env.backend, dict(env.sandbox_env), env.prepare)
     parallel = ParallelConfig(n=config.generated_tests)
     if config.test_writer is not None:
         parallel = parallel.model_copy(update={"models": [config.test_writer]})
-    return generate_tests(task, env.test_writer, parallel, sandbox, (env.work_dir or folder) / "test-writers")
+    out = (env.work_dir or folder) / "test-writers"
+    return generate_tests(task, env.test_writer, parallel, sandboxes, out, executor=_executor(env))
 
 
-def _verify(task: Task, candidates: Sequence[Candidate], env: SelectionEnv) -> dict[str, VerifierScore]:
+def _verify(
+    task: Task, candidates: Sequence[Candidate], env: SelectionEnv, workers: int
+) -> dict[str, VerifierScore]:
+    """Every usable candidate's score, each judgement a unit of the executor (at most `workers` at once;
+    scores are cached by prompt, so a rerun costs nothing); trajectories are condensed here, where their
+    files are (another system's may exist on this machine only)."""
     assert env.verifier is not None
-    scores = {}
+    items: list[tuple[Candidate, str | None]] = []
     for candidate in candidates:
         if not candidate.usable:
             continue
@@ -263,8 +272,15 @@ def _verify(task: Task, candidates: Sequence[Candidate], env: SelectionEnv) -> d
                 text = condense_trajectory(path) or None
             except ConfigError:  # an unreadable trajectory: judge the patch alone
                 text = None
-        scores[candidate.id] = env.verifier.score(task, candidate, trajectory=text)
-    return scores
+        items.append((candidate, text))
+    if not items:
+        return {}
+    scores = _executor(env).map(partial(judge, env.verifier, task), items, workers=max(1, workers))
+    return {candidate.id: score for (candidate, _), score in zip(items, scores, strict=True)}
+
+
+def _executor(env: SelectionEnv) -> Executor:
+    return env.executor or LocalExecutor()
 
 
 def _tests_key(candidates: Sequence[Candidate], config: SelectionConfig) -> str:

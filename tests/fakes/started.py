@@ -1,9 +1,13 @@
 """What the engine really gave each sandbox a test starts, read back from the container: the real
 `DockerBackend.start` runs, wrapped so that nothing is faked. For tests that check a run config's limits
-reach every sandbox of a path."""
+reach every sandbox of a path; and, from the engine's own events, who started each container (Ray tests:
+a worker, not the driver)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -45,3 +49,27 @@ def record_starts(monkeypatch: pytest.MonkeyPatch) -> list[Started]:
 
     monkeypatch.setattr(DockerBackend, "start", observed)
     return started
+
+
+@contextlib.contextmanager
+def container_starts(client) -> Iterator[list[dict[str, str]]]:
+    """The labels of every patchfleet container the engine starts meanwhile, streamed as they happen (a
+    query afterwards would miss the first ones: the engine keeps only its latest events). The process
+    that started one is its `patchfleet.owner-pid`."""
+    found: list[dict[str, str]] = []
+    stream = client.events(
+        decode=True, filters={"type": "container", "event": "start", "label": "patchfleet.managed=true"}
+    )
+
+    def read() -> None:
+        with contextlib.suppress(Exception):  # the stream closed under us: the end of the test
+            for event in stream:
+                found.append(event["Actor"]["Attributes"])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield found
+    finally:
+        stream.close()
+        reader.join(timeout=10)

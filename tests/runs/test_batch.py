@@ -6,22 +6,20 @@ again; a third run does nothing at all."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.openai_server import FakeOpenAIServer, FakeReply, bash_reply
 from fakes.ray_cluster import ray_head
+from fakes.started import container_starts
 
 from patchfleet.agent.config import SUBMIT_COMMAND
 from patchfleet.runs.ledger import Ledger
@@ -270,34 +268,12 @@ def ray_cluster(tmp_path):
         yield address
 
 
-@contextlib.contextmanager
-def container_starts(client) -> Iterator[list[dict[str, str]]]:
-    """The labels of every patchfleet container the engine starts meanwhile, streamed as they happen (a
-    query afterwards would miss the first ones: the engine keeps only its latest events)."""
-    found: list[dict[str, str]] = []
-    stream = client.events(
-        decode=True, filters={"type": "container", "event": "start", "label": "patchfleet.managed=true"}
-    )
-
-    def read() -> None:
-        with contextlib.suppress(Exception):  # the stream closed under us: the end of the test
-            for event in stream:
-                found.append(event["Actor"]["Attributes"])
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        yield found
-    finally:
-        stream.close()
-        reader.join(timeout=10)
-
-
 def test_the_same_batch_on_a_local_ray_cluster(
     project, server, base_image, ray_cluster, docker_backend, tmp_path
 ):
-    """Same predictions as the local executor, and every trajectory, selection test run and evaluation
-    ran in a Ray worker: the engine's start events name the process that started each container."""
+    """Same predictions as the local executor, and every trajectory, regression discovery, selection test
+    run and evaluation ran in a Ray worker: the engine's start events name the process that started each
+    container. (Test writers and the verifier as units: test_ray_executor.py.)"""
     server.respond_with(responder)
     cmd, log = command(project, server), tmp_path / "batch.log"
     with container_starts(docker_backend.client) as started:
@@ -320,7 +296,7 @@ def test_the_same_batch_on_a_local_ray_cluster(
     assert executor["type"] == "ray" and executor["pid"] == driver.pid
     units = executor["units"]
     assert units["run_trajectory_job"] == 6 and units["_evaluate_one"] == 3, executor
-    assert units["_Runner.run_row"] >= 3, executor
+    assert units["_Runner.run_row"] >= 3 and units["discover_regression"] == 3, executor
     workers = {str(w["pid"]) for w in executor["workers"]}
     assert str(driver.pid) not in workers
     by_role: dict[str, list[str]] = {}  # this run's containers (the machine is shared): by who started them
@@ -332,7 +308,6 @@ def test_the_same_batch_on_a_local_ray_cluster(
     # the 3 chosen predictions, then the other system's candidate for tri-1 (the rest: cached verdicts)
     assert len(by_role.get("eval", [])) == 4, by_role
     assert by_role.get("selection"), by_role  # at least one row per task
-    for role in ("agent", "selection", "eval"):  # each started in a Ray worker, none by the driver
+    assert len(by_role.get("regression", [])) == 3, by_role  # one discovery per task
+    for role in ("agent", "selection", "eval", "regression"):  # each started in a Ray worker, not the driver
         assert set(by_role[role]) <= workers, (role, driver.pid, by_role)
-    # what stays on the driver (regression discovery) is seen as the driver's: the probe tells them apart
-    assert set(by_role.get("regression", [])) == {str(driver.pid)}, (driver.pid, by_role)

@@ -234,3 +234,32 @@ def test_an_evaluated_batch_grades_every_candidate_and_writes_its_report(tmp_pat
     assert len(grader.graded) == len(set(grader.graded)) == 3  # each task's distinct patches, once
     html = (out / "report.html").read_text()
     assert "Resolved over the candidate pool (2 tasks)" in html and "resolved 2 / 2" in html
+
+
+class EveryTaskOfficial:
+    """Official images found for every task (what `OfficialImages.for_task` says once one is here)."""
+
+    def for_task(self, instance_id: str):
+        from patchfleet.sandbox.official import OfficialImage
+
+        return OfficialImage(f"swebench/sweb.eval.x86_64.{instance_id}:latest", f"sha256:{instance_id}", {})
+
+
+def test_the_select_stage_keys_an_official_image_by_its_content_id(tmp_path):
+    """Its name can move (re-pulled, rebuilt): the matrix cells are keyed by the content id it gets."""
+    jobs = []
+
+    def select(job):
+        jobs.append(job)
+        return majority_select(job)
+
+    service = services(tmp_path, HostBackend(tmp_path))
+    service.select, service.official = select, EveryTaskOfficial()  # type: ignore[assignment]
+    run_batch(config(tmp_path), tasks("a-1"), {}, service)
+    assert [(j.image, j.image_id) for j in jobs] == [("swebench/sweb.eval.x86_64.a-1:latest", "sha256:a-1")]
+
+    ours = []
+    service = services(tmp_path, HostBackend(tmp_path / "ours"))
+    service.select = lambda job: ours.append(job) or majority_select(job)
+    run_batch(config(tmp_path, f"outputs.dir={tmp_path / 'ours-out'}"), tasks("a-1"), {}, service)
+    assert [(j.image, j.image_id) for j in ours] == [("local-fake", None)]  # ours: the name is the content
