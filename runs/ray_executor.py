@@ -15,11 +15,13 @@ Ray is an optional extra: `pip install 'patchfleet[ray]'`.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -35,6 +37,8 @@ MAX_UNITS_PER_NODE = 256  # threads of a node's worker; the callers' own bounds 
 # what workers on other machines need from the driver's environment (keys: the provider's usual variable)
 FORWARDED_PREFIXES = ("LITELLM_", "PATCHFLEET_", "HF_")
 FORWARDED_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+# Ray's token authentication (2.5x): its mode, and where a token comes from besides ~/.ray/auth_token
+AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 
 
 def _ray() -> Any:
@@ -60,6 +64,8 @@ def connect(address: str | None) -> None:
         return
     if address and address != "auto":
         _check_reachable(address)
+    if not address:
+        own_token()
     try:
         ray.init(
             address=address or "local",
@@ -69,6 +75,24 @@ def connect(address: str | None) -> None:
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address or 'a new local one'}: {exc}") from exc
+
+
+def own_token() -> None:
+    """Before starting a local cluster: give it a token of this process's own, unless the user chose.
+
+    Left alone, Ray turns token authentication on for a cluster `ray.init` starts and writes a new token
+    to ~/.ray/auth_token; every later `ray start --head` on the machine then finds that file and requires
+    it, while clients that connect by address do not send it, and cannot connect. A token in this
+    process's environment (inherited by the Ray processes it starts, gone with them) protects the cluster
+    the same way and leaves no file behind. Another mode, or a token, that the user set is kept."""
+    if os.environ.get(AUTH_MODE, "token").lower() != "token":  # disabled (or another scheme): theirs
+        return
+    if os.environ.get(AUTH_TOKEN) or os.environ.get(AUTH_TOKEN_PATH):
+        return
+    if (Path.home() / ".ray" / "auth_token").exists():  # the user's own token: Ray uses it, writes none
+        return
+    # the token only: Ray turns the mode on itself, and refreshes its own config when it does
+    os.environ[AUTH_TOKEN] = secrets.token_hex(32)
 
 
 def _check_reachable(address: str) -> None:
