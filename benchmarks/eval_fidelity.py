@@ -26,6 +26,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from patchfleet.data.loaders import load_predictions, load_tasks
 from patchfleet.data.recipes import recipe_for
@@ -241,6 +242,37 @@ def round_robin_by_repo(instance_ids: list[str]) -> list[str]:
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
+def _same_change(patch: str) -> str:
+    """A patch's text without what cannot change its effect: `index` lines and trailing whitespace."""
+    lines = (line.rstrip() for line in patch.strip().splitlines() if not line.startswith("index "))
+    return "\n".join(lines)
+
+
+def contradicting_twins(candidates: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(instance, submission) -> the other submissions whose patch is the same change (byte for byte but
+    `index` lines and trailing whitespace) and whose official flag is the opposite. For such a pair no
+    harness can agree with both flags: the official verdict is not a function of the patch there."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for row in candidates:
+        groups[row["instance_id"], _same_change(row["model_patch"])].append(row)
+    twins: dict[tuple[str, str], list[str]] = {}
+    for rows in groups.values():
+        for row in rows:
+            opposite = [r["submission"] for r in rows if r["resolved"] != row["resolved"]]
+            if opposite:
+                twins[row["instance_id"], row["submission"]] = opposite
+    return twins
+
+
+def annotate_disagreements(disagreements: list[dict[str, Any]], candidates_file: Path) -> dict[str, object]:
+    """Mark each disagreement whose official flag a twin patch contradicts, and count them."""
+    twins = contradicting_twins([json.loads(line) for line in candidates_file.open()])
+    for row in disagreements:
+        row["official_flag_contradicted_by"] = twins.get((row["instance_id"], row["submission"]), [])
+    contradicted = sum(bool(row["official_flag_contradicted_by"]) for row in disagreements)
+    return {"candidate_disagreements_official_flags_contradict": contradicted}
+
+
 def fidelity_report(args, loaded, gold, gold_summary, done, seconds: float) -> dict[str, object]:
     """Gold rate with causes, empty-patch verdicts, and agreement with the official flags so far."""
     gold_ok = set(gold_summary["resolved_ids"])
@@ -274,6 +306,8 @@ def fidelity_report(args, loaded, gold, gold_summary, done, seconds: float) -> d
         "candidate_agree": len(pairs) - len(disagreements),
         "candidate_agreement_rate": round(1 - len(disagreements) / max(len(pairs), 1), 4),
         "candidate_disagreements": disagreements,
+        # the same change with the opposite official flag elsewhere: no harness can agree with both
+        **annotate_disagreements(disagreements, args.data / "candidates_dev.jsonl"),
         # patches only `patch --fuzz` applies: a harness without that fallback calls them unapplied
         "candidate_pairs_applied_only_by_fuzz": sum(FUZZ in (p.get("apply_method") or "") for p in pairs),
         "seconds_total": round(seconds, 1),
