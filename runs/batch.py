@@ -33,7 +33,7 @@ from patchfleet.agent.model import Limiter, Model, Reply
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
-from patchfleet.errors import ConfigError, InfrastructureError, PatchfleetError, SandboxError
+from patchfleet.errors import ConfigError, ImageBuildError, InfrastructureError, PatchfleetError, SandboxError
 from patchfleet.executor import Executor, LocalExecutor, NodeLimit
 from patchfleet.runs.budget import Budget
 from patchfleet.runs.candidate_eval import chosen_ids, pool_figures
@@ -391,11 +391,14 @@ class TaskRunner:
 
     def _prepare(self, task: Task) -> Callable[[], object] | None:
         """For units on other nodes: the task's image made sure of there, by the same decision (official
-        or ours) as here; None when units run in this process, where `_image` already did."""
+        or ours) as here, and an official one with the content it has here (the cells' key); None when
+        units run in this process, where `_image` already did."""
         if self.services.executor.in_process:
             return None
         services = self.services
-        return partial(ensure_image, services.builder, services.official, services.recipe, task)
+        here = services.official.for_task(task.id) if services.official is not None else None
+        image_id = here.image_id if here is not None else None
+        return partial(ensure_image, services.builder, services.official, services.recipe, task, image_id)
 
     def _content_id(self, task: Task, image: str) -> str | None:
         """The content id of the task's official image when `image` is one (found once per process by
@@ -466,11 +469,25 @@ def run_trajectory_job(job: TrajectoryJob) -> TrajectoryOutcome:
 
 
 def ensure_image(
-    builder: ImageBuilder, official: OfficialImages | None, recipe: Callable[[Task], Any], task: Task
+    builder: ImageBuilder,
+    official: OfficialImages | None,
+    recipe: Callable[[Task], Any],
+    task: Task,
+    image_id: str | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The task's image on this machine, and the environment its sandboxes need: the official image where
-    the run uses them and one is found (its conda env), else ours, built where missing."""
+    the run uses them and one is found (its conda env), else ours, built where missing.
+
+    image_id: on another node, the content id the official image has where the run decided on it; an
+    official image here with other content under the same name (or none) is an `ImageBuildError`, since
+    the task's units, and the cells keyed by that id, must all see the same image."""
     found = official.for_task(task.id) if official is not None else None
+    if image_id is not None and (found is None or found.image_id != image_id):
+        here = f"is {found.image_id}" if found is not None else "is not here"
+        name = found.name if found is not None else f"the official image of {task.id}"
+        raise ImageBuildError(
+            f"{name} {here} on this node, {image_id} where the run started: give every node the same image"
+        )
     if found is not None:
         return found.name, dict(found.env)
     return builder.ensure(image_spec(task, recipe(task))), {}

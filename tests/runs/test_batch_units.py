@@ -263,3 +263,19 @@ def test_the_select_stage_keys_an_official_image_by_its_content_id(tmp_path):
     service.select = lambda job: ours.append(job) or majority_select(job)
     run_batch(config(tmp_path, f"outputs.dir={tmp_path / 'ours-out'}"), tasks("a-1"), {}, service)
     assert [(j.image, j.image_id) for j in ours] == [("local-fake", None)]  # ours: the name is the content
+
+
+def test_a_node_refuses_an_official_image_whose_content_differs_from_the_drivers():
+    """With Ray, a node makes sure of the task's image itself: under the same name it may hold (or pull)
+    other content than the driver keyed the cells by, and must say so rather than run in it."""
+    from patchfleet.errors import ImageBuildError
+    from patchfleet.runs.batch import ensure_image
+
+    task, official = tasks("a-1")[0], EveryTaskOfficial()
+    name = "swebench/sweb.eval.x86_64.a-1:latest"
+    assert ensure_image(Builder(), official, recipe, task, "sha256:a-1") == (name, {})  # type: ignore[arg-type]
+    with pytest.raises(ImageBuildError, match="is sha256:a-1 on this node, sha256:other where"):
+        ensure_image(Builder(), official, recipe, task, "sha256:other")  # type: ignore[arg-type]
+    with pytest.raises(ImageBuildError, match="is not here on this node"):
+        ensure_image(Builder(), None, recipe, task, "sha256:a-1")  # type: ignore[arg-type]
+    assert ensure_image(Builder(), None, recipe, task) == ("local-fake", {})  # type: ignore[arg-type]
