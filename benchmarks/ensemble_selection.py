@@ -8,7 +8,9 @@ verifier are off. The official `resolved` verdicts are read only here, to score 
 selection path.
 
 Two phases, both resumable: `collect` runs what is missing (the matrix cells are cached and exportable,
-`--export-cells`/`--import-cells`, so a later machine continues), `score` re-scores the stored inputs
+`--export-cells`/`--import-cells`, and so are the finished instances' stored inputs, `--export-inputs`/
+`--import-inputs`, their matrices as references into those cells and their patches into
+`candidates_dev.jsonl`: import both, so a later machine continues), `score` re-scores the stored inputs
 with every policy offline and writes the JSON: side by side with oracle, best single, random pick and
 majority over normalised text; the test-time-scaling curve (k = 1..12 submissions, random subsets); a
 *simulated* verifier swept over AUC 0.5..0.9 for the hybrid policies (labelled as a simulation); a sweep of
@@ -47,6 +49,7 @@ from patchfleet.sandbox.engine import connect
 from patchfleet.sandbox.images import ImageBuilder, image_spec
 from patchfleet.sandbox.trust import HostTrust
 from patchfleet.selection.candidates import load_candidates_from_predictions
+from patchfleet.selection.export import DataRows, export_entry, import_entry
 from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import Candidate, Matrix, SelectionInputs
 from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, load_inputs, select_task
@@ -98,8 +101,6 @@ def collect(args: argparse.Namespace, tasks: list[Task], candidates: dict[str, l
     backend = DockerBackend(connect(), max_concurrent_starts=2, trust=HostTrust.from_env())
     builder = ImageBuilder(backend, repo_source=source, log=lambda line: None)
     cache = MatrixCache(args.work / "cells")
-    if args.import_cells:
-        print(f"imported {cache.merge(args.import_cells)} cells from {args.import_cells}")
     config = SelectionConfig(
         regression_budget_s=args.regression_budget, workers=args.workers, reuse_containers=True
     )
@@ -149,18 +150,18 @@ def collect(args: argparse.Namespace, tasks: list[Task], candidates: dict[str, l
 
 # -- export / import of the stored inputs (what `score` reads), so another machine continues -----------
 
-STORED = ("candidates.json", "tests.json", "matrix.jsonl", "verifier.json", "decision.json")
-
 
 def export_inputs(work: Path, path: Path) -> int:
-    """Every finished instance's stored selection files as one gzipped JSONL line each."""
+    """Every finished instance's stored selection files as one gzipped JSONL line each: the matrix as
+    references into the cell cache (export it too, `--export-cells`), the patches as references into
+    `candidates_dev.jsonl` (see selection.export)."""
     import gzip
 
+    cache, data = MatrixCache(work / "cells"), DataRows(DATA)
     lines = []
     for folder in sorted((work / "selection").glob("*")):
         if (folder / "decision.json").exists():
-            files = {name: (folder / name).read_text() for name in STORED if (folder / name).exists()}
-            lines.append(json.dumps({"instance_id": folder.name, "files": files}))
+            lines.append(json.dumps(export_entry(folder, cache, data), ensure_ascii=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
@@ -168,9 +169,12 @@ def export_inputs(work: Path, path: Path) -> int:
 
 
 def import_inputs(path: Path, work: Path) -> int:
-    """Restore exported instances that this work folder does not have yet (finished work is kept)."""
+    """Restore exported instances that this work folder does not have yet (finished work is kept); the
+    cells they refer to must be imported first (`--import-cells`). Old exports (every file verbatim)
+    import as they are."""
     import gzip
 
+    cache, data = MatrixCache(work / "cells"), DataRows(DATA)
     added = 0
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
@@ -178,10 +182,7 @@ def import_inputs(path: Path, work: Path) -> int:
             folder = work / "selection" / entry["instance_id"]
             if (folder / "decision.json").exists():
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, text in entry["files"].items():
-                if name in STORED:
-                    (folder / name).write_text(text)
+            import_entry(entry, folder, cache, data)
             added += 1
     return added
 
@@ -492,6 +493,9 @@ def main() -> None:
         "--export-inputs", type=Path, help="write finished instances' stored inputs (gz JSONL)"
     )
     args = parser.parse_args()
+    if args.import_cells:  # first: imported inputs refer to these cells
+        added = MatrixCache(args.work / "cells").merge(args.import_cells)
+        print(f"imported {added} cells from {args.import_cells}")
     if args.import_inputs:
         print(f"imported {import_inputs(args.import_inputs, args.work)} finished instance(s)")
 

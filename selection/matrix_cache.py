@@ -68,6 +68,13 @@ class MatrixCache:
             entry = self._cells[instance_id].get((image, patch_hash, test_id))
         return Cell.model_validate(entry["cell"]) if entry else None
 
+    def images(self, instance_id: str) -> list[str]:
+        """The images (cache contexts) holding cells of this instance: after a rebuild there are two, and
+        the same (patch, test) may have a cell under each."""
+        with self._lock:
+            self._load(instance_id)
+            return sorted({image for image, _, _ in self._cells[instance_id]})
+
     def get_check(self, instance_id: str, image: str, patch_hash: str) -> dict[str, Any] | None:
         with self._lock:
             self._load(instance_id)
