@@ -5,7 +5,8 @@ selection (`runs.select.Selector`, i.e. `selection.pipeline.select_task`) -> pre
 Resume reads the files, never the database: a task with a complete `prediction.json` is done; a
 trajectory whose file says it finished is not run again; a partial one (killed mid-run) or one that ended
 in an infrastructure failure is moved to `attempts/` and run again. Trajectories start only within the
-global budget (`runs.budget`). Infrastructure failures are retried (tenacity) and counted apart from
+global budget (`runs.budget`), and so do selection's test writers and judgements, each within a
+reservation of its cost limit. Infrastructure failures are retried (tenacity) and counted apart from
 agent outcomes; a failure of one task (image, selection, a bug) is recorded in its `task.json` and never
 stops the others. The ledger is rebuilt from the files at start and updated after every stage.
 """
@@ -35,14 +36,13 @@ from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError, ImageBuildError, InfrastructureError, PatchfleetError, SandboxError
 from patchfleet.executor import Executor, LocalExecutor, NodeLimit
-from patchfleet.runs.budget import Budget
+from patchfleet.runs.budget import SPEND_LOG, Budget, TaskSpending, logged_spending
 from patchfleet.runs.candidate_eval import chosen_ids, pool_figures
 from patchfleet.runs.config import RunConfig
 from patchfleet.runs.layout import (
     CANDIDATES_FILE,
     DECISION_FILE,
     OUTCOMES_FILE,
-    VERIFIER_FILE,
     RunLayout,
     TrajectoryState,
     is_infrastructure,
@@ -83,6 +83,7 @@ class SelectJob:
     env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[], object] | None = None  # on a remote node, before a container: the image there
     image_id: str | None = None  # an official image's content id (its name can move): its cells' key
+    budget: TaskSpending | None = None  # the run's budget, for the units that call a model
 
 
 Selector = Callable[[SelectJob], Decision]
@@ -163,8 +164,8 @@ def _run(
     try:
         ledger.rebuild(out)  # whatever a killed run left in the files, the index agrees with it
         specs = plan(config.agent, config.parallel)
-        if config.budget is not None and not config.agent.limits.cost_limit:
-            raise ConfigError("--budget needs a per-trajectory cost limit (agent.limits.cost_limit > 0)")
+        if config.budget is not None:
+            _check_cost_limits(config)
         spent = sum(_spent_in_files(layout, task.id) for task in tasks)
         budget = Budget(config.budget, spent=spent)
         services.progress.start(len(tasks), len(tasks) * len(specs), config.budget, spent)
@@ -205,12 +206,28 @@ def _start_run_file(layout: RunLayout, config: RunConfig) -> str:
     return run_id
 
 
+def _check_cost_limits(config: RunConfig) -> None:
+    """Under a budget, every unit that calls a model reserves its own cost limit: none may be unlimited."""
+    from patchfleet.runs.select import test_writer_agent
+
+    if not config.agent.limits.cost_limit:
+        raise ConfigError("--budget needs a per-trajectory cost limit (agent.limits.cost_limit > 0)")
+    writer = test_writer_agent(config.selection, config.agent.model)
+    if writer is not None and not writer.limits.cost_limit:
+        raise ConfigError("--budget needs a cost limit per test writer (limits.cost_limit of its config > 0)")
+    if config.selection.verifier is not None and not config.selection.verifier.cost_limit:
+        raise ConfigError("--budget needs a cost limit per judgement (selection.verifier.cost_limit > 0)")
+
+
 def _spent_in_files(layout: RunLayout, instance_id: str) -> float:
-    """What a task already cost in earlier runs: every trajectory file and attempt, plus booked stages."""
+    """What a task already cost in earlier runs: every trajectory file and attempt, plus selection's spend
+    log (an older run's folder, without one: its booked stages)."""
     folder = layout.task_dir(instance_id)
     files = [*folder.glob("*.traj.json"), *layout.attempts_dir(instance_id).glob("*.traj.json")]
+    log = folder / SPEND_LOG
     stages = (read_json(layout.task_file(instance_id), {}) or {}).get("costs") or {}
-    return sum(read_state(path).cost for path in files) + sum(float(v or 0) for v in stages.values())
+    booked = logged_spending(log) if log.exists() else stages
+    return sum(read_state(path).cost for path in files) + sum(float(v or 0) for v in booked.values())
 
 
 @dataclass
@@ -256,6 +273,7 @@ class TaskRunner:
             return TaskResult(task.id, "done", resumed=True)
         status: dict[str, Any] = {"instance_id": task.id, "status": "running", "stage": "image", "costs": {}}
         result = TaskResult(task.id, "running")
+        spending = TaskSpending(self.budget, self.layout.task_dir(task.id) / SPEND_LOG, progress.add_cost)
         try:
             image, env = self._stage(task, status, result, "image", lambda: self._image(task))
             status["image"] = image
@@ -274,11 +292,13 @@ class TaskRunner:
                 env=env,  # selection runs in the image (and env) the agents had
                 prepare=self._prepare(task),
                 image_id=self._content_id(task, image),
+                budget=spending,  # without a limit too: what selection spends is in the run's cost
             )
             decision = self._stage(task, status, result, "selection", lambda: self._select(job))
-            status["costs"]["selection"] = selection_cost(job.out_dir)
-            self.budget.add(status["costs"]["selection"])
-            complete = not any(o.exit_status == NOT_STARTED for o in outcomes)
+            if spending.refused:
+                refused = spending.refused
+                status["budget"] = f"the run's budget did not allow {refused} selection unit(s) to start"
+            complete = not any(o.exit_status == NOT_STARTED for o in outcomes) and not spending.refused
             write_prediction(self.layout, task.id, self.config.outputs.run_id, decision, candidates, complete)
             result.status = "done" if complete else "incomplete"
             status |= {"status": result.status, "stage": "done", "chosen": decision.chosen}
@@ -286,10 +306,13 @@ class TaskRunner:
             error = ErrorInfo.of(exc).to_json()
             result.status, result.error = "error", error
             status |= {"status": "error", "error": error}
+        if spending.log.exists():  # everything selection ever spent on the task, this run's and earlier
+            status["selection_costs"] = logged_spending(spending.log)
+            status["costs"]["selection"] = sum(status["selection_costs"].values())
         status["timings"] = result.stage_time
         write_json_atomic(self.layout.task_file(task.id), status)
         self.ledger.index_task(self.run_id, self.layout.out, task.id)
-        detail = (result.error or {}).get("message", "")[:120] if result.error else ""
+        detail = (result.error or {}).get("message", "")[:120] if result.error else status.get("budget", "")
         progress.task_done(task.id, result.status, detail)
         return result
 
@@ -384,7 +407,8 @@ class TaskRunner:
                 outcome = executor.run(run_trajectory_job, job)
             except InfrastructureError as exc:  # the worker or its node died: retried as any other
                 outcome = TrajectoryOutcome.failure(spec, path, ErrorInfo.of(exc))
-            spent = outcome.cost
+            # a trajectory whose worker died reports nothing, but its file says what it spent until then
+            spent = max(outcome.cost, read_state(path).cost)
             return outcome
         finally:
             self.budget.settle(reservation, spent)
@@ -505,16 +529,6 @@ def for_task(model: ModelConfig | None, instance_id: str) -> Any:
     if isinstance(model, ReplayModelConfig) and "{instance_id}" in str(model.path):
         return model.model_copy(update={"path": Path(str(model.path).replace("{instance_id}", instance_id))})
     return model
-
-
-def selection_cost(folder: Path) -> float:
-    """What the verifier spent on this task in this run (scores read from its cache cost nothing)."""
-    scores = read_json(folder / VERIFIER_FILE, {}) or {}
-    return sum(
-        float(score.get("cost") or 0.0)
-        for score in scores.values()
-        if isinstance(score, dict) and not score.get("cached")
-    )
 
 
 def _retrying(

@@ -9,6 +9,7 @@ ledger go through this one map of the output folder:
     <out>/<instance>/attempts/          earlier attempts of a trajectory: killed, or infrastructure failures
     <out>/<instance>/outcomes.json      one row per trajectory, once all of them ended
     <out>/<instance>/prediction.json    the chosen patch: the task is done
+    <out>/<instance>/spend.jsonl        what selection's model calls (test writers, judgements) spent
     <out>/selection/<instance>/         candidates, tests, matrix.jsonl, verifier, decision (.json)
     <out>/cells/                        the selection's cell cache (runs.select.Selector)
     <out>/preds.jsonl, preds.json, summary.json, eval/

@@ -29,6 +29,7 @@ from patchfleet.selection.execution import SandboxStarter
 from patchfleet.selection.matrix_cache import MatrixCache
 from patchfleet.selection.model import Candidate, content_hash
 from patchfleet.selection.pipeline import SelectionConfig, SelectionEnv, select_task
+from patchfleet.selection.units import Spending
 from patchfleet.selection.verifier import Verifier
 
 PREDS_JSONL = "preds.jsonl"
@@ -71,13 +72,15 @@ class Selector:
         env: dict[str, str] | None = None,
         prepare: Callable[[], object] | None = None,
         image_id: str | None = None,
+        budget: Spending | None = None,
     ) -> dict[str, Any]:
         """One instance's decision as a `decisions.jsonl` row; an error is a row, never an exception.
 
         image, env, prepare: the image the caller decided on (a batch: the one its agents ran in, maybe
         an official one), the environment its sandboxes need, and how a remote node makes sure of it;
         without `image`, ours is built here. image_id: the content id of an image whose name can move (an
-        official one), the key of its matrix cells."""
+        official one), the key of its matrix cells. budget: the run's, in which test writers and judgements
+        spend (a batch's)."""
         row: dict[str, Any] = {"instance_id": task.id, "candidates": len(candidates)}
         if not candidates:
             return {**row, "chosen": None, "reasons": ["no candidate patch for this instance"]}
@@ -100,6 +103,7 @@ class Selector:
                 work_dir=self.out_dir / "test-writers",
                 executor=self.executor,
                 prepare=prepare,
+                budget=budget,
             )
             files = [*trajectories, *_trajectory_files(candidates)]
             result = select_task(

@@ -219,6 +219,7 @@ def pipeline_selector(
             env=job.env,
             prepare=job.prepare,
             image_id=job.image_id,
+            budget=job.budget,
         )
         if row.get("error"):
             raise SelectionFailed(row["error"])

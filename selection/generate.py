@@ -6,6 +6,10 @@ it at the base commit. The script lives outside the repository, so it is never p
 read from each sandbox right before that sandbox closes (`write_test` wraps the factory for this, in
 the unit that runs the trajectory, here or on a Ray node). Whether a script really reproduces the issue
 (exits 2 at the base commit) is decided by the execution matrix's BASE row, not here.
+
+Under a run's budget each trajectory reserves its `limits.cost_limit` before it starts and books what it
+spent (`units.run_within`); an earlier file of the same trajectory (a worker that died, an earlier run) is
+kept under `attempts/`, as the batch keeps its trajectories'.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from patchfleet.agent.config import AgentConfig, deep_merge, default_config_data
+from patchfleet.agent.loop import ErrorInfo
 from patchfleet.agent.model import Limiter, Model
 from patchfleet.agent.parallel import (
     ParallelConfig,
@@ -30,12 +36,15 @@ from patchfleet.agent.parallel import (
     default_model_factory,
     plan,
     run_trajectory,
+    trajectory_path,
 )
+from patchfleet.agent.trajectory import read_trajectory
 from patchfleet.data.task import Task
-from patchfleet.errors import SandboxError
+from patchfleet.errors import DataError, SandboxError
 from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.sandbox.base import REPO_DIR, Sandbox
 from patchfleet.selection.model import Contract, TestCase, TestKind
+from patchfleet.selection.units import BUDGET_EXHAUSTED, Budgeted, Spending, run_within
 
 TEST_FILE = "patchfleet_test.py"
 GENERATED_TIMEOUT = 120.0
@@ -67,6 +76,7 @@ def generate_tests(
     model_factory: Callable[[TrajectorySpec, Limiter | None], Model] = default_model_factory,
     timeout: float = GENERATED_TIMEOUT,
     executor: Executor | None = None,
+    budget: Spending | None = None,
 ) -> list[TestCase]:
     """Run `parallel.n` test-writing trajectories for `task` and return one GENERATED test (EXIT_CODE)
     per distinct script they left behind, in trajectory order. Trajectory files go to
@@ -74,7 +84,37 @@ def generate_tests(
 
     Each trajectory is a unit of `executor` (default: threads here, as `run_parallel`; Ray: a node each,
     whose engine runs its sandbox), so with a remote executor the factory, the model factory and the
-    limiters must be picklable."""
+    limiters must be picklable. With `budget`, each spends within it (`write_tests`)."""
+    written = write_tests(
+        task,
+        agent_config,
+        parallel,
+        sandbox_factory,
+        out_dir,
+        llm_limiter=llm_limiter,
+        sandbox_limiter=sandbox_limiter,
+        model_factory=model_factory,
+        executor=executor,
+        budget=budget,
+    )
+    return tests_from_written(task, written, path=script_path(agent_config), timeout=timeout)
+
+
+def write_tests(
+    task: Task,
+    agent_config: AgentConfig,
+    parallel: ParallelConfig,
+    sandbox_factory: SandboxFactory,
+    out_dir: Path,
+    *,
+    llm_limiter: Limiter | None = None,
+    sandbox_limiter: Limiter | None = None,
+    model_factory: Callable[[TrajectorySpec, Limiter | None], Model] = default_model_factory,
+    executor: Executor | None = None,
+    budget: Spending | None = None,
+) -> list[Written]:
+    """What each test-writing trajectory left, in index order; one the budget did not allow to start
+    ends in `BUDGET_EXHAUSTED` with no file and no script."""
     path = script_path(agent_config)
     jobs = [
         WriterJob(
@@ -90,13 +130,57 @@ def generate_tests(
         )
         for spec in plan(agent_config, parallel)
     ]
+    runner = executor or LocalExecutor()
     workers = parallel.max_workers or parallel.n
-    written = (executor or LocalExecutor()).map(write_test, jobs, workers=workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="test-writer") as pool:
+        return list(pool.map(lambda job: run_within(runner, write_test, job, budget, _budgeted(job)), jobs))
+
+
+def tests_from_written(
+    task: Task, written: Sequence[Written], *, path: str, timeout: float = GENERATED_TIMEOUT
+) -> list[TestCase]:
+    """One GENERATED test per distinct script, run in the sandboxes' workdir."""
     scripts = {w.outcome.index: w.script for w in written if w.script is not None}
     workdirs = {w.workdir for w in written if w.workdir is not None}
     workdir = next(iter(workdirs)) if len(workdirs) == 1 else REPO_DIR
     outcomes = [w.outcome for w in written]
     return tests_from_scripts(task, scripts, outcomes, path=path, workdir=workdir, timeout=timeout)
+
+
+def _budgeted(job: WriterJob) -> Budgeted:
+    """A writer's spending: its cost limit reserved; what its outcome, or the file of an attempt whose
+    worker died, says it spent (whichever says more: a trajectory that crashed reports nothing)."""
+    path = trajectory_path(job.out_dir, job.task.id, job.spec.index)
+    refusal = ErrorInfo(BUDGET_EXHAUSTED, "budget", "the run's budget does not allow another test writer")
+    return Budgeted(
+        unit=f"test_writer {job.spec.index}",
+        reserve=job.spec.agent.limits.cost_limit,
+        spent=lambda written: max(written.outcome.cost, spent_in_file(path)),
+        refused=lambda: Written(TrajectoryOutcome.failure(job.spec, path, refusal), None, None),
+        lost=lambda: spent_in_file(path),
+        before=lambda: set_aside(path),
+    )
+
+
+def spent_in_file(path: Path) -> float:
+    """What a trajectory file says its model cost so far (0 when there is no readable file)."""
+    try:
+        stats = read_trajectory(path)["info"].get("model_stats") or {}
+        return float(stats.get("instance_cost") or 0.0)
+    except (DataError, TypeError, ValueError):
+        return 0.0
+
+
+def set_aside(path: Path) -> None:
+    """Keep an earlier file of this trajectory (its cost was spent; its steps are evidence) under
+    `attempts/`, instead of letting the next attempt replace it."""
+    if not path.exists():
+        return
+    folder = path.parent / "attempts"
+    folder.mkdir(parents=True, exist_ok=True)
+    index = path.name.split(".")[0]
+    number = 1 + sum(1 for _ in folder.glob(f"{index}.*.traj.json"))
+    path.replace(folder / f"{index}.{number}.traj.json")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,7 +38,16 @@ from patchfleet.selection.model import (
     content_hash,
 )
 from patchfleet.selection.policies import POLICIES, DefaultPolicyConfig, make_default
-from patchfleet.selection.units import RegressionJob, WriterSandboxes, discover_regression, judge
+from patchfleet.selection.units import (
+    BUDGET_EXHAUSTED,
+    Budgeted,
+    RegressionJob,
+    Spending,
+    WriterSandboxes,
+    discover_regression,
+    judge,
+    run_within,
+)
 from patchfleet.selection.verifier import Verifier, VerifierConfig, condense_trajectory
 
 Log = Callable[[str], None]
@@ -96,6 +106,8 @@ class SelectionEnv:
     # every sandbox's environment: what an official image's conda env sets (ours carry theirs on PATH)
     sandbox_env: dict[str, str] = field(default_factory=dict)
     image_id: str | None = None  # `image`'s content id when its name can move (an official image)
+    # the run's budget (a batch's): test writers and judgements reserve their cost limits in it
+    budget: Spending | None = None
 
 
 @dataclass
@@ -131,11 +143,13 @@ def select_task(
     tests = _stored_tests(folder, candidates, config)
     if tests is None:
         tests = gather_tests(task, candidates, env=env, config=config, trajectories=trajectories)
-        tests += _generated_tests(task, env, config, folder)
+        generated, complete = _generated_tests(task, env, config, folder)
+        tests += generated
         tests += [t for t in extra_tests if t.id not in {x.id for x in tests}]
+        # tests short of a writer the budget refused are not reused: a resumed run writes them again
+        key = _tests_key(candidates, config) if complete else "incomplete"
         write_json_atomic(
-            folder / TESTS_FILE,
-            {"key": _tests_key(candidates, config), "tests": [t.model_dump(mode="json") for t in tests]},
+            folder / TESTS_FILE, {"key": key, "tests": [t.model_dump(mode="json") for t in tests]}
         )
     timings["tests"] = time.monotonic() - clock
 
@@ -239,27 +253,34 @@ def _regression_tests(
     return _executor(env).map(discover_regression, [job], workers=1)[0]
 
 
-def _generated_tests(task: Task, env: SelectionEnv, config: SelectionConfig, folder: Path) -> list[TestCase]:
+def _generated_tests(
+    task: Task, env: SelectionEnv, config: SelectionConfig, folder: Path
+) -> tuple[list[TestCase], bool]:
     """GENERATED tests from `config.generated_tests` test-writing trajectories (CodeMonkeys' votes),
-    each trajectory a unit of the executor."""
+    each trajectory a unit of the executor within the run's budget; False when the budget refused one."""
     if not config.generated_tests or env.test_writer is None:
-        return []
-    from patchfleet.selection.generate import generate_tests
+        return [], True
+    from patchfleet.selection.generate import script_path, tests_from_written, write_tests
 
     sandboxes = WriterSandboxes(task.id, env.image, env.backend, dict(env.sandbox_env), env.prepare)
     parallel = ParallelConfig(n=config.generated_tests)
     if config.test_writer is not None:
         parallel = parallel.model_copy(update={"models": [config.test_writer]})
     out = (env.work_dir or folder) / "test-writers"
-    return generate_tests(task, env.test_writer, parallel, sandboxes, out, executor=_executor(env))
+    written = write_tests(
+        task, env.test_writer, parallel, sandboxes, out, executor=_executor(env), budget=env.budget
+    )
+    refused = any(w.outcome.exit_status == BUDGET_EXHAUSTED for w in written)
+    return tests_from_written(task, written, path=script_path(env.test_writer)), not refused
 
 
 def _verify(
     task: Task, candidates: Sequence[Candidate], env: SelectionEnv, workers: int
 ) -> dict[str, VerifierScore]:
     """Every usable candidate's score, each judgement a unit of the executor (at most `workers` at once;
-    scores are cached by prompt, so a rerun costs nothing); trajectories are condensed here, where their
-    files are (another system's may exist on this machine only)."""
+    scores are cached by prompt, so a rerun costs nothing) that reserves the verifier's cost limit in the
+    run's budget; trajectories are condensed here, where their files are (another system's may exist on
+    this machine only)."""
     assert env.verifier is not None
     items: list[tuple[Candidate, str | None]] = []
     for candidate in candidates:
@@ -275,7 +296,28 @@ def _verify(
         items.append((candidate, text))
     if not items:
         return {}
-    scores = _executor(env).map(partial(judge, env.verifier, task), items, workers=max(1, workers))
+    verifier, executor, budget = env.verifier, _executor(env), env.budget
+
+    def one(item: tuple[Candidate, str | None]) -> VerifierScore:
+        candidate_id = item[0].id
+        how = Budgeted(
+            unit=f"judge {candidate_id}",
+            reserve=verifier.config.cost_limit,
+            spent=lambda score: 0.0 if score.cached else score.cost,
+            # a missing score, not cached: asked again when the run resumes with budget left
+            refused=lambda: VerifierScore(
+                instance_id=task.id,
+                candidate_id=candidate_id,
+                score=None,
+                samples=0,
+                model=verifier.config.model.model,
+                detail="not judged: the run's budget does not allow another judgement",
+            ),
+        )
+        return run_within(executor, partial(judge, verifier, task), item, budget, how)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="judge") as pool:
+        scores = list(pool.map(one, items))
     return {candidate.id: score for (candidate, _), score in zip(items, scores, strict=True)}
 
 

@@ -5,17 +5,91 @@ With `--executor ray` each runs on a node of the cluster with that node's Docker
 rows do (`execution._Runner.run_row`); so every field here is picklable there: the backend and the
 verifier are `executor.OnNode`s, `prepare` makes sure of the image on the node. With the local executor
 they run in this process, exactly as before.
+
+Units that call a model (test writers, judgements) spend within the run's budget when one is given
+(`Spending`): each holds a reservation, taken here on the driver before it starts and settled with what
+it spent, as the batch's trajectories do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from patchfleet.data.task import Task
+from patchfleet.errors import WorkerLost
+from patchfleet.executor import Executor
 from patchfleet.sandbox.base import Sandbox, SandboxSpec
 from patchfleet.selection.model import Candidate, TestCase, VerifierScore
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BUDGET_EXHAUSTED = "BudgetExhausted"  # a unit the run's budget did not allow to start, as a trajectory's
+
+
+class Spending(Protocol):
+    """The run's budget as selection spends it (a batch's per-task view of `runs.budget.Budget`)."""
+
+    def reserve(self, amount: float) -> bool:
+        """Hold `amount` for one unit, waiting for running ones to settle; False: it can never fit."""
+        ...
+
+    def settle(self, reserved: float, spent: float, unit: str) -> None:
+        """Release a reservation and book what the unit (e.g. "test_writer 0") really spent."""
+        ...
+
+
+@dataclass(frozen=True)
+class Budgeted:
+    """How one unit that calls a model spends: what it reserves, what it spent (from its result, or, when
+    its worker died, from what it left behind), and what stands for it when the budget refuses it."""
+
+    unit: str  # as the booking names it, e.g. "test_writer 0"
+    reserve: float  # the unit's own cost limit
+    spent: Callable[[Any], float]
+    refused: Callable[[], Any]
+    lost: Callable[[], float] = lambda: 0.0  # what an attempt whose worker died spent, as far as known
+    before: Callable[[], object] = lambda: None  # before each attempt (e.g. set an earlier file aside)
+
+
+LOST_ATTEMPTS = 4  # runs of a unit whose worker keeps dying, as `RayExecutor.map` gives mapped units
+
+
+def run_within(
+    executor: Executor, fn: Callable[[T], R], item: T, budget: Spending | None, how: Budgeted
+) -> R:
+    """`fn(item)` as a unit of `executor`, each attempt within a reservation of `how.reserve` that is
+    settled with what that attempt spent. An attempt whose worker died is booked with what it left
+    behind (money spent twice is spent) and run again; the budget refusing one returns `how.refused()`."""
+
+    def attempt() -> R:
+        how.before()
+        reserved = how.reserve if budget is not None else 0.0
+        if budget is not None and not budget.reserve(reserved):
+            return how.refused()
+        spent = 0.0
+        try:
+            result = executor.run(fn, item)
+            spent = how.spent(result)
+            return result
+        except WorkerLost:
+            spent = how.lost()
+            raise
+        finally:
+            if budget is not None:
+                budget.settle(reserved, spent, how.unit)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(WorkerLost),
+        stop=stop_after_attempt(LOST_ATTEMPTS),
+        wait=wait_exponential(multiplier=1, max=20),
+        reraise=True,
+    )
+    return retrying(attempt)
 
 
 @dataclass(frozen=True)

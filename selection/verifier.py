@@ -67,6 +67,9 @@ class VerifierConfig(BaseModel):
     trajectory_chars: int = 12_000
     prompt: Path | None = None
     cache_dir: Path | None = None  # None: no disk cache
+    # USD one judgement may spend: no further sample is asked once it is reached, and a run's budget
+    # reserves it per judgement (as a trajectory's cost_limit); 0: unlimited
+    cost_limit: float = Field(0.5, ge=0)
 
 
 class Verifier:
@@ -171,7 +174,9 @@ class Verifier:
                     "detail": "no logprobs",
                 }
         replies = [first] if first is not None else []  # an answer without logprobs still counts as a sample
-        while len(replies) < cfg.samples:
+        while len(replies) < cfg.samples and not (
+            cfg.cost_limit and sum(r.cost for r in replies) >= cfg.cost_limit
+        ):
             replies.append(self.model.query(messages, temperature=cfg.sample_temperature, **limit))
         answers = [parse_answer(r.content, cfg.yes, cfg.no) for r in replies]
         valid = [a for a in answers if a is not None]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -279,3 +281,166 @@ def test_a_node_refuses_an_official_image_whose_content_differs_from_the_drivers
     with pytest.raises(ImageBuildError, match="is not here on this node"):
         ensure_image(Builder(), None, recipe, task, "sha256:a-1")  # type: ignore[arg-type]
     assert ensure_image(Builder(), None, recipe, task) == ("local-fake", {})  # type: ignore[arg-type]
+
+
+# -- selection's model calls within the budget: test writers and judgements on the scripted server ------
+
+CALL_USD = 0.01  # every call: 1,000 prompt tokens at $10 per million, completions free
+
+
+def priced(server, name: str) -> str:
+    """A litellm model on the scripted server at a fixed price."""
+    pricing = "{mode: override, input_per_mtok: 10.0, output_per_mtok: 0.0}"
+    return (
+        f"{{type: litellm, model: openai/{name}, api_base: '{server.base_url}', api_key: dummy, "
+        f"pricing: {pricing}}}"
+    )
+
+
+def selection_responder(body):
+    """The agent fixes (FIX), the test writer looks once and submits (no script), the judge says YES."""
+    from fakes.openai_server import FakeReply
+
+    turn = sum(m["role"] == "assistant" for m in body["messages"])
+    if body["model"] == "fake-judge":
+        return FakeReply("YES", prompt_tokens=1000, logprobs=[("YES", -0.05, [("YES", -0.05), ("NO", -3.0)])])
+    script = FIX if body["model"] == "fake-agent" else ["THOUGHT: look\n\n```bash\nls\n```", FIX[2]]
+    return FakeReply(script[min(turn, len(script) - 1)], prompt_tokens=1000)
+
+
+def selection_run(tmp_path: Path, server, *overrides: str) -> RunConfig:
+    """One task, 2 trajectories (3 calls each, reserving 0.05), 1 test writer (2 calls, reserving its
+    config's cost limit, 1.0) and the judge (1 call a candidate, reserving 0.02): costs in cents."""
+    return config(
+        tmp_path,
+        f"agent.model={priced(server, 'fake-agent')}",
+        "workers=1",
+        "selection.generated_tests=1",
+        f"selection.test_writer={priced(server, 'fake-writer')}",
+        f"selection.verifier={{model: {priced(server, 'fake-judge')}, cost_limit: 0.02}}",
+        *("selection.regression=false", "selection.harvest=false", "selection.candidate_tests=false"),
+        *overrides,
+    )
+
+
+class DyingExecutor:
+    """The local executor, except that a test writer's worker dies: `before` times before the unit ran
+    (nothing spent), then `after` times once it ran (its money spent), as a Ray node can."""
+
+    in_process = True
+
+    def __init__(self, before: int = 0, after: int = 0) -> None:
+        from patchfleet.executor import LocalExecutor
+
+        self.local, self.before, self.after = LocalExecutor(), before, after
+
+    def run(self, fn, item):
+        from patchfleet.errors import WorkerLost
+
+        if getattr(fn, "__name__", "") != "write_test":
+            return self.local.run(fn, item)
+        if self.before:
+            self.before -= 1
+            raise WorkerLost("injected: the worker died before the unit started")
+        result = fn(item)
+        if self.after:
+            self.after -= 1
+            raise WorkerLost("injected: the worker died before the result came back")
+        return result
+
+    def map(self, fn, items, *, workers):
+        return self.local.map(fn, items, workers=workers)
+
+    def relay(self, callback):
+        return callback
+
+    def describe(self):
+        return {"type": "dying"}
+
+    def close(self):
+        pass
+
+
+def selection_services(tmp_path: Path, run: RunConfig, executor=None) -> Services:
+    from patchfleet.executor import LocalExecutor
+    from patchfleet.runs.wiring import pipeline_selector
+
+    backend = HostBackend(Path(tempfile.mkdtemp(prefix="sandboxes-", dir=tmp_path)))  # one per run
+    select = pipeline_selector(
+        run, backend, Builder(), recipe, None, lambda line: None, executor or LocalExecutor()
+    )  # type: ignore[arg-type]
+    return Services(backend=backend, builder=Builder(), recipe=recipe, select=select)  # type: ignore[arg-type]
+
+
+def booked(run: RunConfig, summary: dict) -> float:
+    """The ledger's total, which must equal the summary's: every trajectory file and selection booking."""
+    with Ledger(run.ledger_url()) as ledger:
+        return ledger.total_cost(summary["run_id"])
+
+
+def test_test_writers_and_judgements_spend_within_the_budget_and_resume_with_more(tmp_path, server):
+    """A budget that allows the trajectories (2 x 0.05 reserved) and a judgement (0.02) but not a test
+    writer (1.0): no writer call is made, the task is incomplete and says why, and every cost booked is in
+    the summary, the ledger and the task's spend log. With more, the writer runs (the judgement comes from
+    the verifier's cache) and its cost shows in the selection stage."""
+    from patchfleet.runs.report import load_run
+
+    server.respond_with(selection_responder)
+    run = selection_run(tmp_path, server, "budget=0.5")
+    summary = run_batch(run, tasks("a-1"), {}, selection_services(tmp_path, run))
+    calls = Counter(r.body["model"] for r in server.requests)
+    assert calls == {"fake-agent": 6, "fake-judge": 1}, calls  # the writer never started
+    assert summary["task_status"] == {"incomplete": 1}
+    out = run.outputs.dir
+    status = json.loads((out / "a-1" / "task.json").read_text())
+    assert "did not allow 1 selection unit" in status["budget"]
+    assert summary["cost"] == pytest.approx(7 * CALL_USD) == booked(run, summary)
+    assert status["costs"] == {"selection": pytest.approx(CALL_USD)}
+    assert summary["cost"] <= 0.5
+
+    more = selection_run(tmp_path, server, "budget=5")
+    summary = run_batch(more, tasks("a-1"), {}, selection_services(tmp_path, more))
+    calls = Counter(r.body["model"] for r in server.requests)
+    assert calls == {"fake-agent": 6, "fake-judge": 1, "fake-writer": 2}, calls
+    assert summary["task_status"] == {"done": 1}
+    status = json.loads((out / "a-1" / "task.json").read_text())
+    assert status["selection_costs"] == {
+        "judge": pytest.approx(CALL_USD),
+        "test_writer": pytest.approx(2 * CALL_USD),
+    }
+    assert summary["cost"] == pytest.approx(9 * CALL_USD) == booked(more, summary)
+    stages = load_run(out).stages
+    assert stages["selection"]["cost"] == pytest.approx(3 * CALL_USD)
+    assert stages["trajectories"]["cost"] == pytest.approx(6 * CALL_USD)
+
+
+def test_a_test_writer_whose_worker_died_books_what_it_spent_once(tmp_path, server):
+    """A worker lost before the writer ran spent nothing and books nothing; one lost after it ran spent its
+    two calls, kept in attempts/, and the run again spends them again: both are booked, nothing else."""
+    server.respond_with(selection_responder)
+    run = selection_run(tmp_path, server, "budget=5")
+    summary = run_batch(
+        run, tasks("a-1"), {}, selection_services(tmp_path, run, DyingExecutor(before=1, after=1))
+    )
+    calls = Counter(r.body["model"] for r in server.requests)
+    assert calls == {"fake-agent": 6, "fake-judge": 1, "fake-writer": 4}, calls
+    assert summary["task_status"] == {"done": 1}
+    kept = [p.name for p in (run.outputs.dir / "test-writers").rglob("attempts/*.traj.json")]
+    assert kept == ["0.1.traj.json"]
+    status = json.loads((run.outputs.dir / "a-1" / "task.json").read_text())
+    assert status["selection_costs"]["test_writer"] == pytest.approx(4 * CALL_USD)
+    assert summary["cost"] == pytest.approx(11 * CALL_USD) == booked(run, summary)
+
+
+def test_without_a_budget_what_selection_spends_is_in_the_run_cost(tmp_path, server):
+    server.respond_with(selection_responder)
+    run = selection_run(tmp_path, server)
+    summary = run_batch(run, tasks("a-1"), {}, selection_services(tmp_path, run))
+    assert summary["budget"] is None and summary["task_status"] == {"done": 1}
+    assert summary["cost"] == pytest.approx(9 * CALL_USD) == booked(run, summary)
+
+
+def test_a_budget_needs_a_cost_limit_per_judgement(tmp_path, server):
+    run = selection_run(tmp_path, server, "budget=1", "selection.verifier.cost_limit=0")
+    with pytest.raises(ConfigError, match="cost limit per judgement"):
+        run_batch(run, tasks("a-1"), {}, selection_services(tmp_path, run))

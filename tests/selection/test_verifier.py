@@ -115,6 +115,16 @@ def test_sampled_method_never_asks_for_logprobs(server, tmp_path):
     assert not any(r.body.get("logprobs") for r in server.requests)
 
 
+def test_sampling_stops_at_the_judgements_cost_limit(server, tmp_path):
+    """What a run's budget reserves for a judgement is its cost limit: no sample is asked once it is spent
+    (1,000 prompt tokens at $1 per million: $0.001 a call, so the third call reaches $0.0025)."""
+    server.push(*(FakeReply("YES", prompt_tokens=1000, completion_tokens=0) for _ in range(5)))
+    verifier = Verifier(config(server, tmp_path, method="sampled", samples=5, cost_limit=0.0025))
+    result = verifier.score(TASK, candidate(RIGHT_PATCH))
+    assert len(server.requests) == 3 and result.samples == 3 and result.score == 1.0
+    assert result.cost == pytest.approx(0.003)
+
+
 def test_garbage_is_a_missing_score_never_a_crash(server, tmp_path):
     server.push(FakeReply("Maybe", logprobs=[("Maybe", -0.2, [("Maybe", -0.2), ("Perhaps", -1.9)])]))
     verifier = Verifier(config(server, tmp_path))
