@@ -199,6 +199,8 @@ def import_entry(
     instance_id = entry["instance_id"]
     if not instance_id or "/" in instance_id or instance_id.startswith("."):
         raise DataError(f"bad instance id in an inputs export: {instance_id!r}")
+    if entry.get("format", 1) > FORMAT:
+        raise DataError(f"{instance_id}: exported in format {entry['format']}, newer than this code reads")
     files = {name: text for name, text in entry["files"].items() if name in STORED}
     candidates = json.loads(files.get(CANDIDATES_FILE, "null"))
     if "candidates" in entry:

@@ -133,6 +133,8 @@ def test_an_old_export_with_every_file_verbatim_still_imports(tmp_path, stored):
     import_entry(entry, restored)  # refers to nothing: needs neither cache nor data
     for name in STORED:
         assert (restored / name).read_text() == (folder / name).read_text()
+    with pytest.raises(DataError, match="newer than this code reads"):
+        import_entry({**entry, "format": 3}, tmp_path / "newer" / IID)
 
 
 def test_without_the_cells_or_with_a_changed_row_the_import_says_which(tmp_path, stored):
