@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--layout", default="{owner}+{name}/repo")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--instance-ids", nargs="*", default=None, help="only these dev instances")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-candidates", action="store_true")
     parser.add_argument(
@@ -146,6 +147,11 @@ def main() -> None:
     args = parser.parse_args()
 
     dev = sorted((args.data / "splits" / "dev_ids.txt").read_text().split())
+    if args.instance_ids:
+        unknown = sorted(set(args.instance_ids) - set(dev))
+        if unknown:
+            raise SystemExit(f"--instance-ids: not in the dev split: {unknown}")
+        dev = sorted(args.instance_ids)
     if args.limit:
         dev = dev[: args.limit]
     loaded = load_tasks(args.data / "swebench_verified.jsonl", instance_ids=dev)
