@@ -8,6 +8,7 @@ unit, a temp name), never a bare number, because numbers are often the very outp
 
 from __future__ import annotations
 
+import functools
 import re
 
 from patchfleet.selection.model import content_hash
@@ -59,10 +60,16 @@ def is_capped(text: str) -> bool:
     return _CAP_MARKER.search(text) is not None
 
 
+@functools.lru_cache(maxsize=16384)
 def behaviour_hash(stored: str, recorded_hash: str | None) -> str:
     """The hash to compare a stored cell's behaviour by: re-normalised from the stored output when it was
     kept whole (so cells recorded before a pattern was added compare under today's patterns), else the
-    hash recorded over the whole output."""
+    hash recorded over the whole output.
+
+    Memoised on its arguments (a pure function): every policy gathers evidence again over the same
+    stored cells, and re-scoring a benchmark re-runs the regexes over each output thousands of times.
+    The key is the text itself, not only the recorded hash, which is empty for some cells and was
+    computed under older patterns for others; a string caches its own hash, so a hit costs a lookup."""
     if recorded_hash and is_capped(stored):
         return recorded_hash
     return output_hash(normalise_output(stored))
