@@ -98,7 +98,7 @@ class SelectionEnv:
     log: Log = field(default=lambda line: None)
     verifier: Verifier | None = None  # built once per run by the caller (its cache is shared)
     test_writer: AgentConfig | None = None  # the test-writing agent, with its model set
-    work_dir: Path | None = None  # where test-writing trajectories go (default: the selection folder)
+    work_dir: Path | None = None  # where test-writing trajectories go (default: <selection>/test-writers)
     # where matrix rows, regression discovery, test writers and judgements run (None: threads here);
     # a remote one (Ray) needs backend and verifier as `executor.OnNode`s (selection/units.py)
     executor: Executor | None = None
@@ -266,7 +266,7 @@ def _generated_tests(
     parallel = ParallelConfig(n=config.generated_tests)
     if config.test_writer is not None:
         parallel = parallel.model_copy(update={"models": [config.test_writer]})
-    out = (env.work_dir or folder) / "test-writers"
+    out = env.work_dir or folder / "test-writers"  # not both: callers name their work folder test-writers
     written = write_tests(
         task, env.test_writer, parallel, sandboxes, out, executor=_executor(env), budget=env.budget
     )
