@@ -48,7 +48,9 @@ class LitellmModelConfig(BaseModel):
     api_key: SecretStr | None = None  # None: the provider's usual environment variable
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
+    # max output tokens a call; None: DEFAULT_MAX_TOKENS (8192, or the model's maximum when litellm's map
+    # says less) unless pricing.mode=free, so that a priced call's cost is bounded before it is made
+    max_tokens: int | None = Field(None, ge=1)
     timeout: float = 300.0  # seconds per HTTP request
     logprobs: bool = False
     top_logprobs: int | None = None

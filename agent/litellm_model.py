@@ -2,11 +2,15 @@
 
 litellm and the OpenAI SDK both retry on their own; both are switched off (`max_retries=0`,
 `num_retries=0`) so that tenacity is the only retry layer and every retry is counted.
+
+Every priced call carries a max output tokens, so that `bound` can say before the call what it may cost at
+most and a caller with a cost limit can refuse a call that could take it past that limit.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import time
@@ -16,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from patchfleet.agent.model import Limiter, ModelStats, Reply, TokenLogprob, ToolCall
+from patchfleet.agent.model import KnownPrompt, Limiter, ModelStats, Reply, TokenLogprob, ToolCall
 from patchfleet.agent.pricing import Pricer
 from patchfleet.agent.retry import WaitRetryAfter, is_transient, translate
+from patchfleet.agent.tokens import PromptCounter
 from patchfleet.errors import ModelResponseError, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -27,6 +32,10 @@ if TYPE_CHECKING:
 # Keys of a chat message that providers accept; the agent's messages carry more (`extra`).
 MESSAGE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 CACHE_MARK = {"type": "ephemeral"}
+# max_tokens of a priced call whose config sets none (lowered to the model's own maximum output where
+# litellm's map gives a smaller one): room for an agent turn, some of a reasoning model's thinking included
+DEFAULT_MAX_TOKENS = 8192
+OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
 # litellm's switch between its own HTTP handler and the OpenAI SDK for `openai/...`, read per call
 OPENAI_HTTP_SWITCH = "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
 _USER_SET_OPENAI_SWITCH = OPENAI_HTTP_SWITCH in os.environ
@@ -89,6 +98,7 @@ class LitellmModel:
         self._limiter = limiter if limiter is not None else nullcontext()
         self._sleep = sleep  # injectable so tests can observe the waits Retry-After asked for
         self._pricer = Pricer(config.model, config.pricing)
+        self._counter = PromptCounter(config.model)
         choose_openai_client(config.openai_client)
         self.waits: list[float] = []  # every retry wait, in order (seconds)
 
@@ -123,11 +133,36 @@ class LitellmModel:
                 kwargs["top_logprobs"] = cfg.top_logprobs
         kwargs.update(cfg.extra_params)
         kwargs.update(overrides)
+        if cfg.pricing.mode != "free" and not any(kwargs.get(k) for k in OUTPUT_LIMIT_KEYS):
+            kwargs["max_tokens"] = default_max_tokens(cfg.model)  # what `bound` needs to know
         if kwargs.get("tools"):
             # Our tools are plain functions. Without this flag litellm routes any call with tools
             # through its MCP gateway, which imports the optional `mcp` package (not a dependency).
             kwargs.setdefault("_skip_mcp_handler", True)
         return kwargs
+
+    def bound(
+        self, messages: list[dict[str, Any]], *, known: KnownPrompt | None = None, **overrides: Any
+    ) -> float | None:
+        """The most `query(messages, **overrides)` may cost in USD: its prompt tokens at the highest input
+        price plus its max output tokens at the highest output price. Prompt tokens: litellm's count for
+        the model; with `known` (the provider's count of the first messages), that count plus litellm's
+        of the rest, when more (the provider's tokenizer may count more than litellm's stand-in).
+        None when unknown: pricing.mode=free (it costs nothing), or no max output tokens is sent."""
+        prices = self._pricer.per_token()
+        if prices is None:
+            return None
+        kwargs = self.request(messages, **overrides)
+        out_tokens = next((kwargs[k] for k in reversed(OUTPUT_LIMIT_KEYS) if kwargs.get(k)), None)
+        if out_tokens is None:
+            return None
+        sent = kwargs["messages"]
+        prompt = self._counter.count(sent, kwargs.get("tools"))
+        if known is not None:
+            prompt = max(prompt, known[1] + self._counter.added(sent[known[0] :]))
+        per_in, per_out = prices
+        out_tokens = int(out_tokens) * int(kwargs.get("n") or 1)
+        return prompt * per_in + out_tokens * per_out
 
     def query(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:
         import litellm  # noqa: F401 - the first import takes seconds: keep it out of the latency
@@ -209,6 +244,19 @@ class LitellmModel:
             finish_reason=getattr(choice, "finish_reason", None),
             extra=extra,
         )
+
+
+@functools.cache
+def default_max_tokens(model: str) -> int:
+    """`DEFAULT_MAX_TOKENS`, or the model's maximum output in litellm's map when that is smaller (a request
+    for more than a model may write is an error with some providers)."""
+    import litellm
+
+    try:
+        most = litellm.get_model_info(model).get("max_output_tokens")
+    except Exception:  # noqa: BLE001 - litellm raises plain Exception for a model it does not map
+        most = None
+    return min(DEFAULT_MAX_TOKENS, int(most)) if most else DEFAULT_MAX_TOKENS
 
 
 def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:

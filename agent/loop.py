@@ -27,7 +27,7 @@ from patchfleet.agent.actions import (
 )
 from patchfleet.agent.config import SUBMIT_COMMAND, AgentConfig
 from patchfleet.agent.exceptions import FormatError, LimitsExceeded, Submitted
-from patchfleet.agent.model import Model, Reply
+from patchfleet.agent.model import KnownPrompt, Model, Reply, call_bound, crosses
 from patchfleet.agent.patch import exclude_new_files
 from patchfleet.agent.trajectory import RUNNING, TRAJECTORY_FORMAT
 from patchfleet.atomic import write_json_atomic
@@ -117,6 +117,7 @@ class Agent:
         self.messages: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []  # per-step timings and accounting
         self.format_errors = 0  # consecutive
+        self._known_prompt: KnownPrompt | None = None  # (messages, tokens) of the last call's prompt
         self.instance_id = ""
         self.extra_info = dict(info or {})
         self.result = AgentResult(exit_status=RUNNING, trajectory_path=self.trajectory_path)
@@ -162,7 +163,11 @@ class Agent:
     def step(self) -> None:
         self._check_limits()
         kwargs = {"tools": [BASH_TOOL]} if self.config.action_mode == "tool" else {}
+        self._check_next_call(kwargs)
+        sent = len(self.messages)
         reply = self.model.query(self.messages, **kwargs)
+        # the provider's count of this prompt, which every later prompt extends
+        self._known_prompt = (sent, reply.prompt_tokens) if reply.prompt_tokens else None
         self._add_reply(reply)
         action = self._parse(reply)
         self.format_errors = 0
@@ -188,6 +193,19 @@ class Agent:
             raise LimitsExceeded("cost", f"${self.model.stats.cost:.4f} spent of ${limits.cost_limit}")
         if limits.wall_time_limit and self.elapsed() >= limits.wall_time_limit:
             raise LimitsExceeded("wall_time", f"{self.elapsed():.1f}s of {limits.wall_time_limit}s")
+
+    def _check_next_call(self, kwargs: dict[str, Any]) -> None:
+        """The cost limit is hard: a call that could take the spending past it is not made (when the model
+        can bound its cost; else `_check_limits` stops at the limit, which the last call may overrun)."""
+        limit = self.config.limits.cost_limit
+        if not limit:
+            return
+        bound = call_bound(self.model, self.messages, known=self._known_prompt, **kwargs)
+        spent = self.model.stats.cost
+        if bound is not None and crosses(limit, spent, bound):
+            raise LimitsExceeded(
+                "cost", f"the next call may cost up to ${bound:.4f}, with ${spent:.4f} spent of ${limit}"
+            )
 
     def _parse(self, reply: Reply) -> Action:
         if self.config.action_mode == "tool":

@@ -2,6 +2,8 @@
 
 Implementations: `LitellmModel` (any provider through litellm), `ReplayModel` (re-issues a recorded
 trajectory), `ScriptedModel` (unit tests). The agent never sees provider objects, only `Reply`.
+A model that can bound a call's cost before making it (`Bounded`: `LitellmModel`) lets callers with a
+cost limit refuse the call that could cross it; `call_bound` asks any model, wrappers included.
 """
 
 from __future__ import annotations
@@ -122,3 +124,35 @@ class Model(Protocol):
     def name(self) -> str: ...
 
     def query(self, messages: list[dict[str, Any]], **kwargs: Any) -> Reply: ...
+
+
+# (n, tokens): the provider counted the first n messages of this prompt as `tokens` prompt tokens (an
+# earlier call's prompt that this one extends, or repeats)
+KnownPrompt = tuple[int, int]
+
+
+@runtime_checkable
+class Bounded(Protocol):
+    """A model that can tell, before a call, the most that call may cost (USD), or None when it cannot."""
+
+    def bound(
+        self, messages: list[dict[str, Any]], *, known: KnownPrompt | None = None, **kwargs: Any
+    ) -> float | None: ...
+
+
+def call_bound(
+    model: Model, messages: list[dict[str, Any]], *, known: KnownPrompt | None = None, **kwargs: Any
+) -> float | None:
+    """The most `model.query(messages, **kwargs)` may cost; None when the model cannot tell (a scripted or
+    replayed model, free pricing): then only what was spent so far can be checked against a limit."""
+    if not isinstance(model, Bounded):
+        return None
+    return model.bound(messages, known=known, **kwargs)
+
+
+def crosses(limit: float, spent: float, bound: float | None) -> bool:
+    """Whether a call bounded by `bound` could take `spent` past `limit` (0: no limit); with no bound,
+    whether the limit is already reached (all that can be known before such a call)."""
+    if not limit:
+        return False
+    return spent + bound > limit + 1e-12 if bound is not None else spent >= limit

@@ -5,15 +5,25 @@ the first request, because a run whose costs read as zero would silently bypass 
 `override` (USD per million tokens given in the config, for self-hosted or unlisted models), `free`
 (explicitly zero, for local models). Users should export `LITELLM_LOCAL_MODEL_COST_MAP=True` so that
 litellm reads its bundled table instead of downloading one at import.
+
+`Pricer.per_token` gives the highest price a token can have, so that a call's cost can be bounded before
+it is made (`LitellmModel.bound`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, model_validator
 
 from patchfleet.errors import ConfigError
+
+# Standard-tier prices in litellm's map: the base price, long-prompt tiers and (input) writing the prompt
+# cache, which Anthropic bills above the base price. Batch, flex, priority and 1h/12h-cache prices apply
+# only when asked for (we never do), so they are left out.
+_INPUT_PRICE = re.compile(r"^(input_cost_per_token|cache_creation_input_token_cost)(_above_\d+k_tokens)?$")
+_OUTPUT_PRICE = re.compile(r"^output_cost_per_(token|reasoning_token)(_above_\d+k_tokens)?$")
 
 
 class PricingConfig(BaseModel):
@@ -52,6 +62,26 @@ class Pricer:
                 "model.pricing.mode=free for a local model"
             ) from exc
         self._checked = True
+
+    def per_token(self) -> tuple[float, float] | None:
+        """The highest USD price of one prompt token and of one completion token; None in free mode."""
+        if self.config.mode == "free":
+            return None
+        if self.config.mode == "override":
+            per_in = max(self.config.input_per_mtok or 0.0, self.config.cached_input_per_mtok or 0.0)
+            return per_in / 1e6, (self.config.output_per_mtok or 0.0) / 1e6
+        import litellm
+
+        self.check()
+        try:
+            info: dict[str, Any] = dict(litellm.get_model_info(self.model))
+        except Exception:  # noqa: BLE001 - priced by check(), but without an entry of its own: its base price
+            per_in, per_out = litellm.cost_per_token(model=self.model, prompt_tokens=1, completion_tokens=1)
+            info = {"input_cost_per_token": per_in, "output_cost_per_token": per_out}
+        prices = {key: float(value) for key, value in info.items() if isinstance(value, int | float)}
+        per_in = max((v for k, v in prices.items() if _INPUT_PRICE.match(k)), default=0.0)
+        per_out = max((v for k, v in prices.items() if _OUTPUT_PRICE.match(k)), default=0.0)
+        return per_in, per_out
 
     def cost(self, response: Any, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> float:
         if self.config.mode == "free":

@@ -30,7 +30,7 @@ from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_a
 
 from patchfleet.agent.config import ModelConfig, ReplayModelConfig
 from patchfleet.agent.loop import ErrorInfo
-from patchfleet.agent.model import Limiter, Model, Reply
+from patchfleet.agent.model import KnownPrompt, Limiter, Model, Reply, call_bound
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
@@ -595,6 +595,12 @@ class ReportingModel:
         reply = self.inner.query(messages, **kwargs)
         self.on_reply(reply, self.stats.calls)
         return reply
+
+    def bound(
+        self, messages: list[dict[str, Any]], *, known: KnownPrompt | None = None, **kwargs: Any
+    ) -> float | None:
+        """The inner model's bound: the trajectory's cost limit stays hard through this wrapper."""
+        return call_bound(self.inner, messages, known=known, **kwargs)
 
 
 # -- a selector without sandboxes -----------------------------------------------------------------------

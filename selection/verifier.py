@@ -21,9 +21,9 @@ from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field
 
 from patchfleet.agent.config import LitellmModelConfig
-from patchfleet.agent.model import Model, Reply, TokenLogprob
+from patchfleet.agent.model import Model, Reply, TokenLogprob, call_bound, crosses
 from patchfleet.atomic import write_json_atomic
-from patchfleet.errors import ConfigError, DataError, ModelError, ModelUnavailable
+from patchfleet.errors import BudgetExceeded, ConfigError, DataError, ModelError, ModelUnavailable
 from patchfleet.selection.model import Candidate, VerifierScore, content_hash
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ class VerifierConfig(BaseModel):
     trajectory_chars: int = 12_000
     prompt: Path | None = None
     cache_dir: Path | None = None  # None: no disk cache
-    # USD one judgement may spend: no further sample is asked once it is reached, and a run's budget
-    # reserves it per judgement (as a trajectory's cost_limit); 0: unlimited
+    # USD one judgement may spend: no call is made that could cross it (its cost bounded beforehand, see
+    # LitellmModel.bound), and a run's budget reserves it per judgement (as a trajectory's cost_limit);
+    # 0: unlimited
     cost_limit: float = Field(0.5, ge=0)
 
 
@@ -136,6 +137,8 @@ class Verifier:
         except ModelUnavailable as exc:
             # the provider outlived our retries: a missing score now, asked again on the next run
             return VerifierScore(score=None, method="sampled", samples=0, detail=f"unavailable: {exc}", **ids)
+        except BudgetExceeded as exc:  # nothing asked; not cached, so a larger cost limit asks again
+            return VerifierScore(score=None, method="sampled", samples=0, detail=f"not judged: {exc}", **ids)
         except ModelError as exc:
             result = {"score": None, "method": "logprobs", "samples": 0, "detail": f"model error: {exc}"}
         verdict = VerifierScore(**ids, **result)
@@ -147,8 +150,11 @@ class Verifier:
         limit = {"max_tokens": cfg.answer_tokens} if cfg.answer_tokens else {}
         first: Reply | None = None
         if cfg.method == "logprobs" or (cfg.method == "auto" and not self._no_logprobs):
+            ask = {"logprobs": True, "top_logprobs": cfg.top_logprobs, **limit}
+            if not self._fits(messages, [], ask):
+                raise BudgetExceeded(f"the first call may cost more than the judgement's ${cfg.cost_limit}")
             try:
-                first = self.model.query(messages, logprobs=True, top_logprobs=cfg.top_logprobs, **limit)
+                first = self.model.query(messages, **ask)
             except (ConfigError, ModelError) as exc:
                 # a provider that rejects the logprobs parameter itself: sample instead (auto only), and
                 # do not ask it again
@@ -174,10 +180,11 @@ class Verifier:
                     "detail": "no logprobs",
                 }
         replies = [first] if first is not None else []  # an answer without logprobs still counts as a sample
-        while len(replies) < cfg.samples and not (
-            cfg.cost_limit and sum(r.cost for r in replies) >= cfg.cost_limit
-        ):
-            replies.append(self.model.query(messages, temperature=cfg.sample_temperature, **limit))
+        ask = {"temperature": cfg.sample_temperature, **limit}
+        while len(replies) < cfg.samples and self._fits(messages, replies, ask):
+            replies.append(self.model.query(messages, **ask))
+        if not replies:
+            raise BudgetExceeded(f"the first sample may cost more than the judgement's ${cfg.cost_limit}")
         answers = [parse_answer(r.content, cfg.yes, cfg.no) for r in replies]
         valid = [a for a in answers if a is not None]
         cost = sum(r.cost for r in replies)
@@ -186,6 +193,17 @@ class Verifier:
             detail = f"no answer was {cfg.yes} or {cfg.no}: {replies[-1].content[:200]!r}"
         score = sum(a == cfg.yes for a in valid) / len(valid) if valid else None
         return {"score": score, "method": "sampled", "samples": len(valid), "cost": cost, "detail": detail}
+
+    def _fits(self, messages: list[dict[str, str]], replies: list[Reply], ask: dict[str, Any]) -> bool:
+        """Whether one more call stays within the judgement's cost limit for sure: its cost bounded before
+        it is made (its prompt is the one the provider already counted, when there was a call), or, for a
+        model that cannot bound it, while the limit is not yet reached."""
+        limit = self.config.cost_limit
+        if not limit:
+            return True
+        known = (len(messages), replies[-1].prompt_tokens) if replies and replies[-1].prompt_tokens else None
+        bound = call_bound(self.model, messages, known=known, **ask)
+        return not crosses(limit, sum(r.cost for r in replies), bound)
 
     # -- cache -----------------------------------------------------------------------------------
 

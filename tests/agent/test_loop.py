@@ -34,9 +34,11 @@ def test_step_limit_stops_a_runaway_model(
 def test_cost_limit_stops_a_runaway_model(server, sandbox, llm_config, agent_config) -> None:
     server.respond_with(runaway(prompt_tokens=1000, completion_tokens=0))  # $0.001 a call at $1/Mtok
     config = agent_config("limits.cost_limit=0.0025", "limits.step_limit=0")
-    result = Agent(config, llm_config(server).build(), sandbox).run("expensive")
+    result = Agent(config, llm_config(server, max_tokens=10).build(), sandbox).run("expensive")
     assert (result.exit_status, result.limit) == ("LimitsExceeded", "cost")
-    assert len(server.requests) == 3 and result.cost == 0.003
+    # the third call could cost over $0.001 (its prompt extends the 1,000 tokens of the last) plus 10
+    # output tokens at $2/Mtok, past the limit with $0.002 spent: not made (before, it was, overrunning it)
+    assert len(server.requests) == 2 and result.cost == 0.002
 
 
 def test_wall_time_limit_also_cuts_a_running_command(server, sandbox, llm_config, agent_config) -> None:

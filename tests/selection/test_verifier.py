@@ -116,13 +116,14 @@ def test_sampled_method_never_asks_for_logprobs(server, tmp_path):
 
 
 def test_sampling_stops_at_the_judgements_cost_limit(server, tmp_path):
-    """What a run's budget reserves for a judgement is its cost limit: no sample is asked once it is spent
-    (1,000 prompt tokens at $1 per million: $0.001 a call, so the third call reaches $0.0025)."""
+    """What a run's budget reserves for a judgement is its cost limit: no sample is asked that could cross it
+    (1,000 prompt tokens at $1 per million: $0.001 a call, plus 8 answer tokens at $2 per million, so with
+    $0.002 spent a third call could reach $0.003; it was asked, overrunning the limit, before)."""
     server.push(*(FakeReply("YES", prompt_tokens=1000, completion_tokens=0) for _ in range(5)))
     verifier = Verifier(config(server, tmp_path, method="sampled", samples=5, cost_limit=0.0025))
     result = verifier.score(TASK, candidate(RIGHT_PATCH))
-    assert len(server.requests) == 3 and result.samples == 3 and result.score == 1.0
-    assert result.cost == pytest.approx(0.003)
+    assert len(server.requests) == 2 and result.samples == 2 and result.score == 1.0
+    assert result.cost == pytest.approx(0.002)
 
 
 def test_garbage_is_a_missing_score_never_a_crash(server, tmp_path):
