@@ -179,6 +179,26 @@ def test_trajectories_with_a_provider_whose_key_is_not_in_the_environment(datase
     )
 
 
+def test_a_priced_model_without_a_price_in_litellms_table_is_refused(dataset, tmp_path, no_engine):
+    """litellm has no entry of its own for Claude Sonnet 4 (20250514) and answers $0 for it: under the
+    default pricing the run would read $0 and --budget would hold nothing, so the command refuses it and
+    says how to give prices; following the advice gets past the check (to the next one, the API key)."""
+    sonnet = "anthropic/claude-sonnet-4-20250514"
+    key = {"ANTHROPIC_API_KEY": "dummy"}
+    needles = (f"'{sonnet}'", "has no price for it", "pricing.mode=override", "pricing.mode=free")
+    one_line(trajectories(dataset, no_engine, "--model", sonnet), *needles, env=key)
+    out = tmp_path / "out"
+    batch = ["batch", "--dataset", str(dataset), "--out", str(out), "--budget", "5", "--model", sonnet]
+    one_line([*batch, *no_engine], *needles, env=key)
+    assert not out.exists()
+    free = ("--set", "agent.model.pricing.mode=free")
+    one_line(
+        trajectories(dataset, no_engine, "--model", sonnet, *free),
+        "ANTHROPIC_API_KEY",
+        env={"ANTHROPIC_API_KEY": None},
+    )
+
+
 def test_trajectories_with_mirrors_that_lack_the_repository(dataset, tmp_path, no_engine):
     (tmp_path / "mirrors").mkdir()
     args = ["--model", "openai/m", "--api-base", "http://127.0.0.1:9", "--set", "model.pricing.mode=free"]
