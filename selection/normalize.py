@@ -168,7 +168,10 @@ class ChangeShape:
         return (_jaccard(self.files, other.files) + _jaccard(self.lines, other.lines)) / 2
 
 
+@lru_cache(maxsize=4096)
 def change_shape(patch: str) -> ChangeShape:
+    """Memoised (the shape is immutable): every policy's evidence gather compares the same candidates'
+    shapes again, and parsing the patches was most of what re-scoring a benchmark cost."""
     files: set[str] = set()
     lines: set[tuple[str, str, str]] = set()
     current: str | None = None
