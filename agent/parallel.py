@@ -143,6 +143,21 @@ def trajectory_path(out_dir: Path, task_id: str, index: int) -> Path:
     return out_dir / task_id / f"{index}.traj.json"
 
 
+ATTEMPTS_DIR = "attempts"  # beside a task's trajectory files: the files of earlier attempts
+
+
+def set_aside(path: Path) -> None:
+    """Keep an earlier file of this trajectory (its cost was spent; its steps are evidence) under
+    `attempts/` beside it, instead of letting the next attempt replace it."""
+    if not path.exists():
+        return
+    folder = path.parent / ATTEMPTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    index = path.name.split(".")[0]
+    number = 1 + sum(1 for _ in folder.glob(f"{index}.*.traj.json"))
+    path.replace(folder / f"{index}.{number}.traj.json")
+
+
 def run_parallel(
     task: Task,
     agent: AgentConfig,

@@ -31,7 +31,7 @@ from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_a
 from patchfleet.agent.config import ModelConfig, ReplayModelConfig
 from patchfleet.agent.loop import ErrorInfo
 from patchfleet.agent.model import KnownPrompt, Limiter, Model, Reply, call_bound
-from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory
+from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory, set_aside
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError, ImageBuildError, InfrastructureError, PatchfleetError, SandboxError
@@ -377,7 +377,7 @@ class TaskRunner:
     ) -> TrajectoryOutcome:
         """One run of one trajectory within a budget reservation; an earlier file is kept in attempts/."""
         path = self.layout.trajectory(task.id, spec.index)
-        _set_aside(self.layout, task.id, spec.index, path)
+        set_aside(path)
         reservation = self.config.agent.limits.cost_limit if self.config.budget is not None else 0.0
         if not self.budget.reserve(reservation):
             return TrajectoryOutcome.failure(
@@ -549,16 +549,6 @@ def _retrying(
         retry_error_callback=lambda state: state.outcome.result(),
     )
     return retrying(attempt)
-
-
-def _set_aside(layout: RunLayout, instance_id: str, index: int, path: Path) -> None:
-    """Keep an earlier attempt's file (its cost was spent; its steps are evidence) out of the way."""
-    if not path.exists():
-        return
-    folder = layout.attempts_dir(instance_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    number = 1 + sum(1 for _ in folder.glob(f"{index}.*.traj.json"))
-    path.replace(folder / f"{index}.{number}.traj.json")
 
 
 def outcome_from_state(spec: TrajectorySpec, state: TrajectoryState) -> TrajectoryOutcome:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from patchfleet.agent.parallel import trajectory_path
+from patchfleet.agent.parallel import ATTEMPTS_DIR, trajectory_path
 from patchfleet.agent.trajectory import RUNNING
 
 RUN_FILE = "run.json"
@@ -34,7 +34,6 @@ CANDIDATES_FILE = "candidates.json"
 TESTS_FILE = "tests.json"
 MATRIX_FILE = "matrix.jsonl"
 VERIFIER_FILE = "verifier.json"
-ATTEMPTS_DIR = "attempts"
 SELECTION_DIR = "selection"  # as runs/select.py lays it out
 
 

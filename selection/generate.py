@@ -36,6 +36,7 @@ from patchfleet.agent.parallel import (
     default_model_factory,
     plan,
     run_trajectory,
+    set_aside,
     trajectory_path,
 )
 from patchfleet.agent.trajectory import read_trajectory
@@ -169,18 +170,6 @@ def spent_in_file(path: Path) -> float:
         return float(stats.get("instance_cost") or 0.0)
     except (DataError, TypeError, ValueError):
         return 0.0
-
-
-def set_aside(path: Path) -> None:
-    """Keep an earlier file of this trajectory (its cost was spent; its steps are evidence) under
-    `attempts/`, instead of letting the next attempt replace it."""
-    if not path.exists():
-        return
-    folder = path.parent / "attempts"
-    folder.mkdir(parents=True, exist_ok=True)
-    index = path.name.split(".")[0]
-    number = 1 + sum(1 for _ in folder.glob(f"{index}.*.traj.json"))
-    path.replace(folder / f"{index}.{number}.traj.json")
 
 
 @dataclass(frozen=True)
