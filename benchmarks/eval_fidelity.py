@@ -150,7 +150,7 @@ def main() -> None:
     if args.instance_ids:
         unknown = sorted(set(args.instance_ids) - set(dev))
         if unknown:
-            raise SystemExit(f"--instance-ids: not in the dev split: {unknown}")
+            parser.error(f"--instance-ids: not in the dev split: {unknown}")
         dev = sorted(args.instance_ids)
     if args.limit:
         dev = dev[: args.limit]

@@ -130,6 +130,9 @@ def main() -> None:
         ids = ids[: args.limit]
     loaded = load_tasks(args.data / "swebench_verified.jsonl", instance_ids=ids)
     tasks = {t.id: t for t in loaded.tasks}
+    unknown = sorted(set(ids) - set(tasks))
+    if unknown:
+        parser.error(f"--instance-ids: not in {args.data / 'swebench_verified.jsonl'}: {unknown}")
     repos = {t.id: t.repo for t in loaded.tasks}
     evaluator = Evaluator(
         DockerBackend(trust=HostTrust.from_env()),
