@@ -1,6 +1,6 @@
-"""`patchfleet doctor`, `sandbox list|prune`, `images build|list|prune` and `ledger rebuild`: the commands
-that look after the machine and the run index. Registered on the main CLI by `runs/cli.py`; the modules
-doing the work are imported when a command runs."""
+"""`patchfleet doctor`, `sandbox list|prune`, `images build|list|prune`, `ledger rebuild|export|import`: the
+commands that look after the machine and the run index. Registered on the main CLI by `runs/cli.py`; the
+modules doing the work are imported when a command runs."""
 
 from __future__ import annotations
 
@@ -188,5 +188,45 @@ def ledger_rebuild(
     console.print(
         f"run {found['run_id']}: {found['tasks']} task(s), trajectories {found['trajectories']}, "
         f"cost ${found['cost']:.4f} in {found['ledger']}",
+        highlight=False,
+    )
+
+
+@ledger_app.command("export")
+def ledger_export(
+    out: Annotated[Path, typer.Argument(help="a batch run folder")],
+    archive: Annotated[Path, typer.Argument(help="the archive to write (.tar.gz or .tar)")],
+    with_logs: Annotated[bool, typer.Option(help="also pack test and build logs")] = False,
+) -> None:
+    """Pack a run folder into one portable archive (no database, no machine paths; logs on request)."""
+    from patchfleet.runs.archive import export_run
+
+    with errors_as_messages():
+        packed = export_run(out, archive, with_logs=with_logs)
+    left_out = f"; {packed.skipped_logs} log file(s) left out (--with-logs packs them)"
+    console.print(
+        f"{archive}: {packed.files} file(s), {packed.bytes / 1e6:.1f} MB before compression, "
+        f"{archive.stat().st_size / 1e6:.1f} MB written" + (left_out if packed.skipped_logs else ""),
+        highlight=False,
+    )
+
+
+@ledger_app.command("import")
+def ledger_import(
+    archive: Annotated[Path, typer.Argument(help="an archive written by `ledger export`")],
+    out: Annotated[Path, typer.Argument(help="the run folder to fill (new, or the same run's)")],
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the folder)")] = None,
+) -> None:
+    """Unpack a run archive (files already in the folder are kept) and index it; the same `batch`
+    command then resumes the run, skipping what the archive holds finished."""
+    from patchfleet.runs.archive import import_run
+    from patchfleet.runs.ledger import rebuild_run
+
+    with errors_as_messages():
+        unpacked = import_run(archive, out)
+        found = rebuild_run(out, db)
+    console.print(
+        f"run {unpacked.run_id}: {unpacked.added} file(s) added, {unpacked.kept} already there; "
+        f"{found['tasks']} task(s) indexed in {found['ledger']}",
         highlight=False,
     )

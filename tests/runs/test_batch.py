@@ -250,6 +250,18 @@ def test_batch_killed_during_trajectories_resumes_to_the_same_predictions(
     assert json.loads((out / "preds.json").read_text()) == preds
     assert calls_before  # the first run had started trajectories before it was killed
 
+    # 5. carried to another folder (another machine) as an archive: the same command there runs nothing
+    from patchfleet.runs.archive import export_run, import_run
+
+    export_run(out, tmp_path / "run.tar.gz")
+    moved = tmp_path / "moved"
+    assert import_run(tmp_path / "run.tar.gz", moved).run_id == run_id
+    elsewhere = [moved.as_posix() if arg == str(out) else arg for arg in cmd]
+    assert launch(elsewhere, log).wait(timeout=240) == 0, log.read_text()[-3000:]
+    assert len(server.requests) == requests
+    assert json.loads((moved / "preds.json").read_text()) == preds
+    assert json.loads((moved / "summary.json").read_text())["evaluation"]["resolved_instances"] == 3
+
 
 @pytest.fixture(autouse=True)
 def _remove_the_killed_runs_containers(docker_backend, project):
