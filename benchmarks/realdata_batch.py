@@ -9,7 +9,13 @@ candidate with its sources and both verdicts; totals; wall time. It reads offici
 after the run, never on the selection path.
 
     python3 benchmarks/realdata_batch.py --run out/batch-dev \
-        --out benchmarks/results/realdata_batch/realdata_batch.json [--wall-time-s 1234]
+        --out benchmarks/results/realdata_batch/realdata_batch.json [--wall-time-s 1234] \
+        [--previous benchmarks/results/realdata_batch/realdata_batch.json]
+
+The dev split outlasts one session. `--previous` adds the figures of an earlier document whose instances
+this run does not have (a session whose run folder did not survive); its totals are added to this run's,
+and each session keeps its own entry under `sessions`. A run folder that did survive travels as a
+`patchfleet ledger export` archive instead, and is simply measured again.
 """
 
 from __future__ import annotations
@@ -170,6 +176,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="the batch's output folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--wall-time-s", type=float, help="wall time of all invocations of the batch")
+    parser.add_argument("--previous", type=Path, help="an earlier document to add (disjoint instances)")
     parser.add_argument("--command", help="the batch command, as typed (no machine paths)")
     parser.add_argument(
         "--gold-report",
@@ -221,9 +228,49 @@ def main() -> None:
         "wall_time_s": args.wall_time_s,
         "per_instance": records,
     }
+    if args.previous:
+        document = combined(json.loads(args.previous.read_text()), document)
     write_json_atomic(args.out, document)
     t = document["totals"]
     print(json.dumps({k: t[k] for k in ("done", "replay", "verdicts_agree", "chosen_resolved_ours")}))
+
+
+SESSION_KEYS = ("date", "command", "instances", "totals", "pool", "stage_time_s", "wall_time_s")
+
+
+def combined(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`current` with an earlier document's instances and figures added: totals summed, sessions listed."""
+    overlap = sorted(set(previous["instances"]) & set(current["instances"]))
+    if overlap:
+        raise SystemExit(f"--previous covers instances this run has too: {', '.join(overlap[:5])}")
+    sessions = previous.get("sessions") or [{k: previous.get(k) for k in SESSION_KEYS}]
+    sessions = [*sessions, {k: current.get(k) for k in SESSION_KEYS}]
+    return {
+        **current,
+        "instances": sorted([*previous["instances"], *current["instances"]]),
+        "totals": _added(previous["totals"], current["totals"]),
+        "pool": _added(previous.get("pool") or {}, current.get("pool") or {}),
+        "stage_time_s": _added(previous.get("stage_time_s") or {}, current.get("stage_time_s") or {}),
+        "wall_time_s": _added(previous.get("wall_time_s"), current.get("wall_time_s")),
+        "sessions": sessions,
+        "per_instance": sorted(
+            [*previous["per_instance"], *current["per_instance"]], key=lambda r: r["instance_id"]
+        ),
+    }
+
+
+def _added(a: Any, b: Any) -> Any:
+    """Counts add, lists of ids join, dicts add key by key; a figure one side lacks is the other's."""
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _added(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(set(a) | set(b))
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | float):
+        return b
+    total = a + b
+    return round(total, 3) if isinstance(total, float) else total
 
 
 def _stage_time(summary: dict[str, Any]) -> dict[str, float]:
