@@ -16,7 +16,11 @@ whose status differs from that oracle:
   kind of difference that makes us say resolved where the official harness does not;
 - `p2p_fail_at_base`, `p2p_fail_with_gold`: a test our environment cannot pass (missing network, a
   conda-only package, a different version): a false-negative risk;
-- `f2p_fail_with_gold`: the fix does not fix it here.
+- `f2p_fail_with_gold`: the fix does not fix it here;
+- `not_run_at_base`, `not_run_with_gold`: a listed test that neither passes nor fails here (skipped: a
+  missing optional package, an older SQLite, no network). Every listed test ran and passed officially,
+  and swebench's grading counts such a test as neither success nor failure, so a candidate that breaks it
+  is resolved here and not officially (a FAIL_TO_PASS test skipped at base even resolves the empty patch).
 
 Verdicts are cached in --work and exported to --verdicts after each instance, as in eval_fidelity.py, so
 a run longer than a session continues on the next machine; `--cached-only` reports what the export holds.
@@ -74,7 +78,17 @@ def test_status(outcome: Outcome) -> dict[str, dict[str, list[str]]] | None:
     return outcome.report[outcome.instance_id].get("tests_status")
 
 
-def differences(base: Outcome, gold: Outcome) -> dict[str, Any]:
+def not_run(status: dict[str, dict[str, list[str]]], listed: dict[str, tuple[str, ...]]) -> list[str]:
+    """Listed tests that the report counts neither as success nor as failure (skipped here)."""
+    return [
+        test
+        for part, tests in listed.items()
+        for test in tests
+        if test not in status[part]["success"] and test not in status[part]["failure"]
+    ]
+
+
+def differences(base: Outcome, gold: Outcome, listed: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     """Every test whose status differs from what the official environment gives, by definition."""
     at_base, with_gold = test_status(base), test_status(gold)
     row: dict[str, Any] = {
@@ -85,9 +99,11 @@ def differences(base: Outcome, gold: Outcome) -> dict[str, Any]:
     if at_base is not None:
         row["f2p_pass_at_base"] = at_base["FAIL_TO_PASS"]["success"]
         row["p2p_fail_at_base"] = at_base["PASS_TO_PASS"]["failure"]
+        row["not_run_at_base"] = not_run(at_base, listed)
     if with_gold is not None:
         row["f2p_fail_with_gold"] = with_gold["FAIL_TO_PASS"]["failure"]
         row["p2p_fail_with_gold"] = with_gold["PASS_TO_PASS"]["failure"]
+        row["not_run_with_gold"] = not_run(with_gold, listed)
         parts = ("FAIL_TO_PASS", "PASS_TO_PASS")
         row["tests"] = sum(len(v) for part in parts for v in with_gold[part].values())
     return row
@@ -95,7 +111,14 @@ def differences(base: Outcome, gold: Outcome) -> dict[str, Any]:
 
 def summarise(rows: dict[str, dict[str, Any]], repos: dict[str, str]) -> dict[str, Any]:
     """Counts over the instances done, and per repository, of each kind of difference."""
-    kinds = ("f2p_pass_at_base", "p2p_fail_at_base", "f2p_fail_with_gold", "p2p_fail_with_gold")
+    kinds = (
+        "f2p_pass_at_base",
+        "p2p_fail_at_base",
+        "f2p_fail_with_gold",
+        "p2p_fail_with_gold",
+        "not_run_at_base",
+        "not_run_with_gold",
+    )
     per_repo: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for instance_id, row in rows.items():
         counter = per_repo[repos[instance_id]]
@@ -173,7 +196,8 @@ def main() -> None:
                 continue
         else:
             outcomes = [evaluator.evaluate(task, spec, p) for p in predictions]
-        rows[instance_id] = differences(*outcomes)
+        listed = {"FAIL_TO_PASS": spec.fail_to_pass, "PASS_TO_PASS": spec.pass_to_pass}
+        rows[instance_id] = differences(*outcomes, listed)
         print(instance_id, json.dumps({k: v for k, v in rows[instance_id].items() if v}), flush=True)
         if not args.cached_only:
             write()
