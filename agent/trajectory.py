@@ -9,6 +9,7 @@ per step survives a machine crash too, but costs every step of every trajectory 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,50 @@ def read_trajectory(path: str | Path) -> dict[str, Any]:
     if not isinstance(document.get("messages"), list) or not isinstance(document.get("info"), dict):
         raise DataError(f"{path}: a trajectory needs a `messages` list and an `info` object")
     return document
+
+
+@dataclass(frozen=True)
+class TrajectoryState:
+    """What a trajectory file says: finished or not, its outcome, what it cost."""
+
+    path: Path
+    exists: bool
+    finished: bool = False
+    exit_status: str = ""
+    steps: int = 0
+    cost: float = 0.0
+    calls: int = 0
+    model: str = ""
+    temperature: float | None = None
+    variant: str | None = None
+    submission: str = ""
+    error: dict[str, str] | None = None
+
+    @property
+    def error_kind(self) -> str | None:
+        return (self.error or {}).get("kind")
+
+
+def read_state(path: Path) -> TrajectoryState:
+    """The state of a trajectory file; a missing or unreadable file is "not there" (run it again)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        info: dict[str, Any] = document["info"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return TrajectoryState(path, exists=False)
+    stats = info.get("model_stats") or {}
+    status = str(info.get("exit_status") or RUNNING)
+    return TrajectoryState(
+        path,
+        exists=True,
+        finished=status != RUNNING,
+        exit_status=status,
+        steps=len(info.get("steps") or []),
+        cost=float(stats.get("instance_cost") or 0.0),
+        calls=int(stats.get("api_calls") or 0),
+        model=str(info.get("model_name") or ""),
+        temperature=info.get("temperature"),
+        variant=info.get("prompt_variant"),
+        submission=str(info.get("submission") or ""),
+        error=info.get("error"),
+    )

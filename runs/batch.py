@@ -32,6 +32,7 @@ from patchfleet.agent.config import ModelConfig, ReplayModelConfig
 from patchfleet.agent.loop import ErrorInfo
 from patchfleet.agent.model import KnownPrompt, Limiter, Model, Reply, call_bound
 from patchfleet.agent.parallel import TrajectoryOutcome, TrajectorySpec, plan, run_trajectory, set_aside
+from patchfleet.agent.trajectory import TrajectoryState, read_state
 from patchfleet.atomic import write_json_atomic
 from patchfleet.data.task import EvalSpec, Task
 from patchfleet.errors import ConfigError, ImageBuildError, InfrastructureError, PatchfleetError, SandboxError
@@ -44,10 +45,8 @@ from patchfleet.runs.layout import (
     DECISION_FILE,
     OUTCOMES_FILE,
     RunLayout,
-    TrajectoryState,
     is_infrastructure,
     read_json,
-    read_state,
 )
 from patchfleet.runs.ledger import Ledger
 from patchfleet.runs.outputs import summarize, write_prediction, write_predictions

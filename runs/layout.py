@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from patchfleet.agent.parallel import ATTEMPTS_DIR, trajectory_path
-from patchfleet.agent.trajectory import RUNNING
 
 RUN_FILE = "run.json"
 TASK_FILE = "task.json"
@@ -66,53 +65,6 @@ class RunLayout:
     def task_ids(self) -> list[str]:
         """Instances that have a task file, sorted."""
         return sorted(p.parent.name for p in self.out.glob(f"*/{TASK_FILE}"))
-
-
-@dataclass(frozen=True)
-class TrajectoryState:
-    """What a trajectory file says: finished or not, its outcome, what it cost."""
-
-    path: Path
-    exists: bool
-    finished: bool = False
-    exit_status: str = ""
-    steps: int = 0
-    cost: float = 0.0
-    calls: int = 0
-    model: str = ""
-    temperature: float | None = None
-    variant: str | None = None
-    submission: str = ""
-    error: dict[str, str] | None = None
-
-    @property
-    def error_kind(self) -> str | None:
-        return (self.error or {}).get("kind")
-
-
-def read_state(path: Path) -> TrajectoryState:
-    """The state of a trajectory file; a missing or unreadable file is "not there" (run it again)."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        info: dict[str, Any] = document["info"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return TrajectoryState(path, exists=False)
-    stats = info.get("model_stats") or {}
-    status = str(info.get("exit_status") or RUNNING)
-    return TrajectoryState(
-        path,
-        exists=True,
-        finished=status != RUNNING,
-        exit_status=status,
-        steps=len(info.get("steps") or []),
-        cost=float(stats.get("instance_cost") or 0.0),
-        calls=int(stats.get("api_calls") or 0),
-        model=str(info.get("model_name") or ""),
-        temperature=info.get("temperature"),
-        variant=info.get("prompt_variant"),
-        submission=str(info.get("submission") or ""),
-        error=info.get("error"),
-    )
 
 
 # the Docker SDK's errors that escape our tree (a container removed under a running trajectory: NotFound)

@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from patchfleet.agent.trajectory import read_state
 from patchfleet.errors import ConfigError, DataError
 from patchfleet.runs.layout import (
     CANDIDATES_FILE,
@@ -42,7 +43,6 @@ from patchfleet.runs.layout import (
     RunLayout,
     read_json,
     read_jsonl,
-    read_state,
 )
 
 metadata = MetaData()

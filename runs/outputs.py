@@ -8,10 +8,11 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from patchfleet.agent.trajectory import read_state
 from patchfleet.atomic import write_json_atomic, write_text_atomic
 from patchfleet.data.task import Task
 from patchfleet.runs.budget import Budget
-from patchfleet.runs.layout import RunLayout, is_infrastructure, read_json, read_state
+from patchfleet.runs.layout import RunLayout, is_infrastructure, read_json
 from patchfleet.selection.model import Candidate, Decision
 
 if TYPE_CHECKING:

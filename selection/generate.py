@@ -39,9 +39,9 @@ from patchfleet.agent.parallel import (
     set_aside,
     trajectory_path,
 )
-from patchfleet.agent.trajectory import read_trajectory
+from patchfleet.agent.trajectory import read_state
 from patchfleet.data.task import Task
-from patchfleet.errors import DataError, SandboxError
+from patchfleet.errors import SandboxError
 from patchfleet.executor import Executor, LocalExecutor
 from patchfleet.sandbox.base import REPO_DIR, Sandbox
 from patchfleet.selection.model import Contract, TestCase, TestKind
@@ -156,20 +156,11 @@ def _budgeted(job: WriterJob) -> Budgeted:
     return Budgeted(
         unit=f"test_writer {job.spec.index}",
         reserve=job.spec.agent.limits.cost_limit,
-        spent=lambda written: max(written.outcome.cost, spent_in_file(path)),
+        spent=lambda written: max(written.outcome.cost, read_state(path).cost),
         refused=lambda: Written(TrajectoryOutcome.failure(job.spec, path, refusal), None, None),
-        lost=lambda: spent_in_file(path),
+        lost=lambda: read_state(path).cost,
         before=lambda: set_aside(path),
     )
-
-
-def spent_in_file(path: Path) -> float:
-    """What a trajectory file says its model cost so far (0 when there is no readable file)."""
-    try:
-        stats = read_trajectory(path)["info"].get("model_stats") or {}
-        return float(stats.get("instance_cost") or 0.0)
-    except (DataError, TypeError, ValueError):
-        return 0.0
 
 
 @dataclass(frozen=True)
