@@ -21,6 +21,17 @@ UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
+# The environment a debootstrapped base image has always had. The official images (Ubuntu + conda) have
+# `ENV TZ=Etc/UTC` and no LANG, i.e. the POSIX locale: Python >= 3.7 coerces that to UTF-8 (PEP 538/540),
+# 3.6 does not, so there `locale.getpreferredencoding()` is ASCII and open() without an encoding fails on
+# non-ASCII text, officially, where LANG=C.UTF-8 would read it. The Python 3.6 base (bionic) therefore
+# gets the official environment, with tzdata (the official base installs it; without it TZ=Etc/UTC names
+# the zone "Etc"); the other bases keep theirs, with their image tags (see `BaseLayer`).
+UTF8_IMAGE_ENV: tuple[tuple[str, str], ...] = (("LANG", "C.UTF-8"),)
+OFFICIAL_IMAGE_ENV: tuple[tuple[str, str], ...] = (("TZ", "Etc/UTC"),)
+OFFICIAL_IMAGE_PACKAGES = ("tzdata",)
+
+
 @dataclass(frozen=True)
 class Distro:
     """A release the base layer can be made from, and where its packages come from."""
@@ -29,6 +40,8 @@ class Distro:
     family: str  # "debian" or "ubuntu": the registry image to try and the archive to debootstrap from
     python: str  # the minor version of its python3 package
     components: tuple[str, ...] = ("main",)
+    image_env: tuple[tuple[str, str], ...] = UTF8_IMAGE_ENV  # ENV of the base image
+    image_packages: tuple[str, ...] = ()  # installed in the base image besides BaseLayer.packages
 
     @property
     def mirror(self) -> str:
@@ -45,7 +58,7 @@ DISTROS: dict[str, Distro] = {
     for d in (
         Distro("bullseye", "debian", "3.9"),
         Distro("bookworm", "debian", "3.11"),
-        Distro("bionic", "ubuntu", "3.6", ("main", "universe")),
+        Distro("bionic", "ubuntu", "3.6", ("main", "universe"), OFFICIAL_IMAGE_ENV, OFFICIAL_IMAGE_PACKAGES),
         Distro("focal", "ubuntu", "3.8", ("main", "universe")),
         Distro("jammy", "ubuntu", "3.10", ("main", "universe")),
     )

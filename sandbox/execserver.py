@@ -132,17 +132,20 @@ def shell():
 def op_run(req):
     timeout = float(req.get("timeout", 120))
     buf = CappedBuffer(int(req.get("limit", 256 * 1024)))
-    env = dict(os.environ)
-    env.update(req.get("env") or {})
+    # bytes, encoded as UTF-8 here: under the POSIX locale Python 3.6 (bionic's, as in the official images)
+    # would encode str arguments as ASCII and fail on any non-ASCII command, path or variable
+    env = dict(os.environb)
+    env.update({utf8(k): utf8(v) for k, v in (req.get("env") or {}).items()})
+    cwd = req.get("cwd")
     oom_before = oom_kill_count()
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [shell(), "-c", req["cmd"]],
+            [shell(), "-c", utf8(req["cmd"])],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            cwd=req.get("cwd") or None,
+            cwd=utf8(cwd) if cwd else None,
             env=env,
             start_new_session=True,
         )
@@ -196,17 +199,21 @@ def op_run(req):
     }
 
 
+def utf8(text):
+    return text.encode("utf-8", "surrogateescape")
+
+
 def op_read(req):
-    with open(req["path"], "rb") as f:
+    with open(utf8(req["path"]), "rb") as f:
         return {"data": b64(f.read())}
 
 
 def op_write(req):
-    path = req["path"]
+    path = utf8(req["path"])
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    tmp = "%s.pf-tmp-%d" % (path, os.getpid())
+    tmp = b"%s.pf-tmp-%d" % (path, os.getpid())
     with open(tmp, "wb") as f:
         f.write(base64.b64decode(req["data"]))
     os.chmod(tmp, int(req.get("mode", 0o644)))

@@ -28,7 +28,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict
 
 from patchfleet.data.recipes import Recipe
-from patchfleet.data.runtimes import DEBIAN_MIRROR, UBUNTU_MIRROR, distro
+from patchfleet.data.runtimes import DEBIAN_MIRROR, UBUNTU_MIRROR, UTF8_IMAGE_ENV, distro
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import Task
 from patchfleet.errors import ImageBuildError
@@ -59,11 +59,15 @@ class _Layer(BaseModel):
     build_format: ClassVar[int] = 1
 
     def digest(self, parent: str = "") -> str:
-        content = {"parent": parent, **self.model_dump(mode="json")}
+        content = {"parent": parent, **self.model_dump(mode="json"), **self._derived()}
         if self.build_format > 1:
             content["format"] = self.build_format
         payload = json.dumps(content, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def _derived(self) -> dict[str, object]:
+        """What goes into the image besides the fields, when it is not what it has always been."""
+        return {}
 
 
 class BaseLayer(_Layer):
@@ -75,6 +79,20 @@ class BaseLayer(_Layer):
 
     def tag(self) -> str:
         return f"{REPOSITORY}/base:{self.distro}-{self.digest()}"
+
+    def all_packages(self) -> tuple[str, ...]:
+        return (*self.packages, *distro(self.distro).image_packages)
+
+    def _derived(self) -> dict[str, object]:
+        # a release whose image differs from the historical LANG=C.UTF-8 and package list (bionic: the
+        # official images' TZ, POSIX locale and tzdata) gets a tag of its own; the others keep theirs
+        release = distro(self.distro)
+        derived: dict[str, object] = {}
+        if release.image_env != UTF8_IMAGE_ENV:
+            derived["image_env"] = [list(pair) for pair in release.image_env]
+        if release.image_packages:
+            derived["image_packages"] = list(release.image_packages)
+        return derived
 
 
 class EnvLayer(_Layer):
@@ -234,12 +252,14 @@ class ImageBuilder:
     def _build_base(self, layer: BaseLayer, tag: str) -> None:
         release = distro(layer.distro)
         if self.allow_pull and self._pull(release.registry_image):
-            packages = " ".join(layer.packages)
+            packages = " ".join(layer.all_packages())
             steps = (
                 "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                 f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*",
             )
-            self._commit_steps(release.registry_image, tag, steps, env=(), workdir="/", layer_name="base")
+            # registry images bring no LANG of their own: only a release with its own environment sets one
+            env = () if release.image_env == UTF8_IMAGE_ENV else release.image_env
+            self._commit_steps(release.registry_image, tag, steps, env=env, workdir="/", layer_name="base")
             return
         self._debootstrap(layer, tag)
 
@@ -272,7 +292,7 @@ class ImageBuilder:
                 "debootstrap",
                 "--variant=minbase",
                 *(extra if release.family == "ubuntu" else []),
-                f"--include={','.join(layer.packages)}",
+                f"--include={','.join(layer.all_packages())}",
                 layer.distro,
                 str(root),
                 self.ubuntu_mirror if release.family == "ubuntu" else self.debian_mirror,
@@ -291,7 +311,8 @@ class ImageBuilder:
             with tarfile.open(archive, "w") as tar:
                 tar.add(root, arcname=".")
             repository, _, version = tag.rpartition(":")
-            changes = ["ENV LANG=C.UTF-8", 'CMD ["bash"]', f"LABEL {LAYER_LABEL}=base"]
+            env = [f"ENV {name}={value}" for name, value in release.image_env]
+            changes = [*env, 'CMD ["bash"]', f"LABEL {LAYER_LABEL}=base"]
             try:
                 self.client.api.import_image_from_file(
                     str(archive), repository=repository, tag=version, changes=changes
