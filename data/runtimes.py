@@ -19,6 +19,16 @@ from patchfleet.errors import ConfigError
 
 UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+
+# The official images' Python is conda's newest patch release of its minor version (3.9.20, 3.10.15 in
+# the trajectories that ran there); a release pocket's is the one the distribution shipped with (bullseye
+# 3.9.2, focal 3.8.2, jammy 3.10.4), years of fixes behind. Those fixes change verdicts: bpo-43882
+# (urlsplit drops tab and newline, 3.8.11 / 3.9.5) is what django__django-14349's FAIL_TO_PASS test
+# depends on, so on a release pocket's Python the bug does not show at the base commit and every
+# candidate "resolves" it. The registry images (`ubuntu:focal`, `debian:bullseye-slim`) list their
+# updates and security pockets, so a base made from them already had the patched builds; a debootstrapped
+# base gets the same pockets and is upgraded from them (`Distro.pockets`, `ImageBuilder._debootstrap`).
 
 
 # The environment a debootstrapped base image has always had. The official images (Ubuntu + conda) have
@@ -42,10 +52,21 @@ class Distro:
     components: tuple[str, ...] = ("main",)
     image_env: tuple[tuple[str, str], ...] = UTF8_IMAGE_ENV  # ENV of the base image
     image_packages: tuple[str, ...] = ()  # installed in the base image besides BaseLayer.packages
+    pockets: tuple[str, ...] = ("updates", "security")  # suites beside the release's: <name>-<pocket>
 
     @property
     def mirror(self) -> str:
         return UBUNTU_MIRROR if self.family == "ubuntu" else DEBIAN_MIRROR
+
+    def apt_sources(self, mirror: str, security_mirror: str = DEBIAN_SECURITY_MIRROR) -> str:
+        """sources.list of the release and its pockets, as the registry images have it."""
+        components = " ".join(self.components)
+        lines = [f"deb {mirror} {self.name} {components}"]
+        for pocket in self.pockets:
+            # Debian keeps security updates in an archive of their own; Ubuntu in its main one
+            where = security_mirror if self.family == "debian" and pocket == "security" else mirror
+            lines.append(f"deb {where} {self.name}-{pocket} {components}")
+        return "\n".join(lines) + "\n"
 
     @property
     def registry_image(self) -> str:

@@ -28,7 +28,14 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict
 
 from patchfleet.data.recipes import Recipe
-from patchfleet.data.runtimes import DEBIAN_MIRROR, UBUNTU_MIRROR, UTF8_IMAGE_ENV, distro
+from patchfleet.data.runtimes import (
+    DEBIAN_MIRROR,
+    DEBIAN_SECURITY_MIRROR,
+    UBUNTU_MIRROR,
+    UTF8_IMAGE_ENV,
+    Distro,
+    distro,
+)
 from patchfleet.data.sources import RepoSource
 from patchfleet.data.task import Task
 from patchfleet.errors import ImageBuildError
@@ -43,6 +50,8 @@ LAYER_LABEL = engine.LAYER_LABEL
 SPEC_LABEL = "patchfleet.spec"
 # debootstrap checks Ubuntu's Release files against this (Debian hosts: the ubuntu-keyring package)
 UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+# a base's packages as the release's updates and security pockets have them (runtimes: why it matters)
+UPGRADE = "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get dist-upgrade -y -q"
 BASE_PACKAGES = ("python3", "python3-venv", "git", "patch", "ca-certificates", "procps", "less")
 BUILD_STEP_TIMEOUT = 3600.0
 # Build containers must not leave our ownership labels behind in the image they become.
@@ -92,6 +101,8 @@ class BaseLayer(_Layer):
             derived["image_env"] = [list(pair) for pair in release.image_env]
         if release.image_packages:
             derived["image_packages"] = list(release.image_packages)
+        if release.pockets:  # upgraded from <release>-updates/-security (runtimes: the official Pythons)
+            derived["pockets"] = list(release.pockets)
         return derived
 
 
@@ -171,6 +182,7 @@ class ImageBuilder:
         allow_pull: bool = True,
         debian_mirror: str = DEBIAN_MIRROR,
         ubuntu_mirror: str = UBUNTU_MIRROR,
+        debian_security_mirror: str = DEBIAN_SECURITY_MIRROR,
         ubuntu_keyring: str = UBUNTU_KEYRING,
         log: Log | None = None,
         min_free_disk: str | None = None,
@@ -185,6 +197,7 @@ class ImageBuilder:
         self.allow_pull = allow_pull
         self.debian_mirror = debian_mirror
         self.ubuntu_mirror = ubuntu_mirror
+        self.debian_security_mirror = debian_security_mirror
         self.ubuntu_keyring = ubuntu_keyring
         self.log = log or (lambda line: None)
         self._locks: dict[str, threading.Lock] = {}
@@ -254,7 +267,7 @@ class ImageBuilder:
         if self.allow_pull and self._pull(release.registry_image):
             packages = " ".join(layer.all_packages())
             steps = (
-                "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                f"{UPGRADE} && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                 f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*",
             )
             # registry images bring no LANG of their own: only a release with its own environment sets one
@@ -303,7 +316,13 @@ class ImageBuilder:
                 raise ImageBuildError(
                     f"debootstrap of {layer.distro} failed", log=done.stdout[-4000:] + done.stderr[-4000:]
                 )
-            for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for junk in ("var/cache/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
+                for child in (root / junk).glob("*"):
+                    if child.is_file():
+                        child.unlink()
+            if release.pockets:
+                self._upgrade_in_chroot(root, release, tag)
+            for junk in ("var/cache/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
                 for child in (root / junk).glob("*"):
                     if child.is_file():
                         child.unlink()
@@ -321,6 +340,39 @@ class ImageBuilder:
                 raise ImageBuildError(f"docker import of {tag} failed: {exc}") from exc
         if not self.exists(tag):
             raise ImageBuildError(f"docker import reported success but {tag} does not exist")
+
+    def _upgrade_in_chroot(self, root: Path, release: Distro, tag: str) -> None:
+        """List the release's updates and security pockets, as the registry images do, and upgrade from
+        them inside the debootstrapped tree (one layer: an upgrade committed on top would store every
+        upgraded file twice)."""
+        mirror = self.ubuntu_mirror if release.family == "ubuntu" else self.debian_mirror
+        (root / "etc/apt/sources.list").write_text(release.apt_sources(mirror, self.debian_security_mirror))
+        self.log(f"upgrading {tag} from {', '.join(f'{release.name}-{p}' for p in release.pockets)}")
+        resolv = root / "etc/resolv.conf"
+        kept = resolv.read_bytes() if resolv.is_file() and not resolv.is_symlink() else None
+        resolv.unlink(missing_ok=True)
+        shutil.copyfile("/etc/resolv.conf", resolv)
+        (root / "proc").mkdir(exist_ok=True)
+        mounted = subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], capture_output=True)
+        try:
+            done = subprocess.run(
+                ["chroot", str(root), "sh", "-c", UPGRADE],
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
+        finally:
+            if mounted.returncode == 0:
+                subprocess.run(["umount", "-l", str(root / "proc")], capture_output=True)
+            resolv.unlink(missing_ok=True)
+            if kept is not None:
+                resolv.write_bytes(kept)
+        if done.returncode != 0:
+            raise ImageBuildError(
+                f"upgrading {tag} from its updates and security pockets failed",
+                log=done.stdout[-4000:] + done.stderr[-4000:],
+            )
 
     # -- env and instance ------------------------------------------------------------------------
 

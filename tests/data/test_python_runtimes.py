@@ -29,10 +29,24 @@ def task(repo: str, version: str) -> Task:
     )
 
 
-def test_debian_base_tags_did_not_move():
-    # images built before Ubuntu bases existed (and other helpers' tests) must still be found
-    assert BaseLayer(distro="bookworm").tag() == "patchfleet/base:bookworm-e68689ef8c7fdd21"
-    assert BaseLayer(distro="bullseye").tag() == "patchfleet/base:bullseye-8bb7058bbefc40cf"
+def test_every_base_comes_with_its_updates_and_security_pockets_and_its_tag_says_so():
+    # the official images' Python is the newest patch release; a release pocket's is years older
+    # (bullseye 3.9.2 without bpo-43882, which django__django-14349's FAIL_TO_PASS test needs)
+    bullseye = distro("bullseye").apt_sources("http://deb.debian.org/debian")
+    assert bullseye.splitlines() == [
+        "deb http://deb.debian.org/debian bullseye main",
+        "deb http://deb.debian.org/debian bullseye-updates main",
+        "deb http://deb.debian.org/debian-security bullseye-security main",
+    ]
+    focal = distro("focal").apt_sources("http://archive.ubuntu.com/ubuntu").splitlines()
+    assert focal[1:] == [
+        "deb http://archive.ubuntu.com/ubuntu focal-updates main universe",
+        "deb http://archive.ubuntu.com/ubuntu focal-security main universe",
+    ]
+    # the tags before the pockets (bases built without them are not reused)
+    assert BaseLayer(distro="bookworm").tag() != "patchfleet/base:bookworm-e68689ef8c7fdd21"
+    assert BaseLayer(distro="bullseye").tag() != "patchfleet/base:bullseye-8bb7058bbefc40cf"
+    assert BaseLayer(distro="focal").tag() != "patchfleet/base:focal-fa305de6e86470c5"
 
 
 def test_ubuntu_releases_come_from_ubuntus_archive_with_universe():

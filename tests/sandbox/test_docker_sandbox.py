@@ -227,3 +227,13 @@ def test_stopped_engine_gives_a_clear_error_naming_the_fix(tmp_path):
         connect(f"unix://{tmp_path}/no-engine.sock", timeout=5)
     message = str(info.value)
     assert "Cannot reach the Docker engine" in message and "dockerd" in message and "doctor" in message
+
+
+def test_the_base_image_lists_and_has_its_releases_updates_and_security_pockets(sandbox_factory, base_image):
+    """Made by debootstrap (no registry) or pulled, the base lists the pockets the registry images list
+    (its build upgraded from them: bullseye's Python is then 3.9.2+deb11u*, with bpo-43882)."""
+    sandbox = sandbox_factory(base_image)
+    sources = sandbox.exec("cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null").output
+    assert "bookworm-updates" in sources and "bookworm-security" in sources, sources
+    leftovers = sandbox.exec("find /var/lib/apt/lists /var/cache/apt -type f ! -name lock").output.strip()
+    assert not leftovers, leftovers  # the index and package caches of the upgrade are not kept
