@@ -10,6 +10,12 @@ copied. How each field of a spec maps:
 |                              | and the recipe's `notes` say so                                             |
 | base image (Ubuntu + conda)  | that base layer; the env layer adds what a spec's steps need from the       |
 |                              | official base (compilers for repos that build C code, locales, wget)        |
+| `ENV TZ=Etc/UTC`, no LANG    | Python 3.6's base (bionic) has exactly that, and tzdata: the POSIX locale,  |
+|                              | where 3.6 reads files as ASCII (`runtimes.OFFICIAL_IMAGE_ENV`); the others  |
+|                              | keep LANG=C.UTF-8, which Python >= 3.7 makes of POSIX anyway (PEP 538/540)  |
+| conda's own libsqlite        | Django (`SQLITE_REPOS`): pysqlite3-binary's SQLite 3.46.1 as `sqlite3`, by  |
+|  (3.45 in October 2024)      | a .pth in the venv; the distros' (3.22-3.40) made Django skip the tests of  |
+|                              | window functions, RETURNING, DROP COLUMN, ...                               |
 | conda env `testbed`          | a venv at /opt/venv, first on PATH, with pip 26 (needed for the date        |
 |                              | cut-off below; below Python 3.9 the newest pip there is, and uv installs    |
 |                              | the packages), setuptools and wheel; the system Python also sees the venv   |
@@ -31,6 +37,9 @@ copied. How each field of a spec maps:
 |                              | sys.path entry, as conda-era setuptools gave; PEP 660 hooks hide the source |
 |                              | tree from tools that search sys.path, such as pylint and astroid); without  |
 |                              | build isolation where the backend predates PEP 660 (`needs_legacy_develop`) |
+|                              | below Python 3.9, pip installs new dependencies as uv resolves them as of   |
+|                              | the cut-off (PIP_CONSTRAINT, `INSTANCE_CUTOFF_REPOS` so far), here and in   |
+|                              | the eval script's reinstall                                                 |
 | `eval_commands`              | `eval_prelude`, run before the tests                                        |
 | (git submodules)             | astropy < 4.1's astropy-helpers, which ah_bootstrap fetches from GitHub:    |
 |                              | filled from the PyPI release of its commit (`astropy_env`)                  |
@@ -107,6 +116,76 @@ SYSTEM_PYTHON_SEES_VENV = (
     'mkdir -p "$system_site" && '
     'echo "import site; site.addsitedir(\'$venv_site\')" > "$system_site/patchfleet-venv.pth"'
 )
+# Django's test suite runs on SQLite and skips tests by the library's version (window functions from 3.25,
+# RETURNING from 3.35, DROP COLUMN from 3.35.5, ...); a skipped test is neither failure nor success to the
+# grader. The official conda envs link conda's own libsqlite (3.45 in October 2024), our distro Pythons the
+# distro's (3.22 on bionic up to 3.40 on bookworm), so a candidate that breaks a gated feature would pass
+# here and fail there. pysqlite3-binary bundles a recent SQLite (0.5.3.post1, the last release before
+# PACKAGES_AS_OF: SQLite 3.46.1, manylinux wheels cp36 to cp312), and a .pth in the venv makes it the
+# `sqlite3` module (and `sqlite3.dbapi2`, which Django imports) of every interpreter that reads the venv.
+# benchmarks/env_parity.py measures the versions and Django's feature flags before and after.
+SQLITE_REPOS = frozenset({"django/django"})
+PYSQLITE3 = "pysqlite3-binary==0.5.3.post1"
+SQLITE_MIN = (3, 45)  # the build fails if the alias does not give at least this
+SQLITE_ALIAS = (
+    "import sys, pysqlite3, pysqlite3.dbapi2; "
+    'sys.modules["sqlite3"] = pysqlite3; sys.modules["sqlite3.dbapi2"] = pysqlite3.dbapi2'
+)
+SQLITE_PTH = "patchfleet-sqlite3.pth"
+
+
+def sqlite_steps(install_with: str = PIP) -> tuple[str, ...]:
+    """Env steps that give the venv's `sqlite3` the SQLite of `PYSQLITE3` (see `SQLITE_REPOS`)."""
+    check = (
+        'import sqlite3, sys; print("sqlite3:", sqlite3.sqlite_version); '
+        f"sys.exit(sqlite3.sqlite_version_info < {SQLITE_MIN})"
+    )
+    return (
+        f"{install_with} {shlex.quote(PYSQLITE3)}",
+        f"venv_site=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+        f'echo {shlex.quote(SQLITE_ALIAS)} > "$venv_site/{SQLITE_PTH}" && '
+        f"{VENV}/bin/python -c {shlex.quote(check)}",
+    )
+
+
+# Below Python 3.9 the instance's own install (`pip install -e .`, rerun by the eval script) runs the venv's
+# pip, which has no date cut-off: a dependency the env layer lacks would come as of today. Before it, uv
+# resolves the project (its metadata built with the env's packages, which stay as they are) as of the
+# cut-off, and pip gets the result as constraints (PIP_CONSTRAINT), the file kept in the image so that the
+# eval script's reinstall uses it too. If uv cannot resolve the project the file stays empty and the build
+# log says so: the install then runs as before. Only these repositories so far (the others' images are in
+# use by a running batch; they should follow).
+INSTANCE_CUTOFF_REPOS = frozenset(
+    {"django/django", "scikit-learn/scikit-learn", "matplotlib/matplotlib", "astropy/astropy"}
+)
+INSTANCE_CONSTRAINTS = f"{VENV}/patchfleet-constraints.txt"
+_EDITABLE_TARGET = re.compile(
+    r"""(?:^|\s)(?:-e|--editable)\s+["']?\.(?P<extras>\[[^\]\s"']*\])?["']?(?:\s|$)"""
+)
+_PINNED_LINE = "^[A-Za-z0-9][A-Za-z0-9._-]*=="
+
+
+def instance_constraints_step(install: str) -> str | None:
+    """The instance step that writes `INSTANCE_CONSTRAINTS` for a pip editable install of the repository
+    (see `INSTANCE_CUTOFF_REPOS`); None for installs that are not one (`setup.py install`, ...)."""
+    match = _EDITABLE_TARGET.search(install)
+    if " pip install " not in f" {install} " or match is None:
+        return None
+    project = shlex.quote(match["extras"] or "")
+    return (
+        f'echo "$PWD"{project} > /tmp/pf-project.in && '
+        f"uv pip freeze | grep -E '{_PINNED_LINE}' > /tmp/pf-env.txt || true\n"
+        "if uv pip compile --quiet --no-header --no-annotate --no-build-isolation -c /tmp/pf-env.txt "
+        "/tmp/pf-project.in -o /tmp/pf-resolved.txt; then\n"
+        f"  grep -E '{_PINNED_LINE}' /tmp/pf-resolved.txt > {INSTANCE_CONSTRAINTS} || true\n"
+        "else\n"
+        f"  : > {INSTANCE_CONSTRAINTS}\n"
+        "  echo 'patchfleet: uv could not resolve the project as of the cut-off; install unconstrained'\n"
+        "fi\n"
+        f"rm -f /tmp/pf-project.in /tmp/pf-env.txt /tmp/pf-resolved.txt && cat {INSTANCE_CONSTRAINTS}"
+    )
+
+
 # Repositories whose install compiles C/Cython code: the official base image has build-essential.
 COMPILES_C = {"astropy/astropy", "scikit-learn/scikit-learn", "matplotlib/matplotlib"}
 COMPILER_PACKAGES = ("build-essential", "python3-dev", "pkg-config")
@@ -203,9 +282,14 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
     else:
         env_steps = [f"python3 -m venv {VENV}", *UV_BOOTSTRAP]
         date_cap = ("UV_EXCLUDE_NEWER", as_of)
+        instance = (
+            "pip, constrained to what uv resolves as of the same date"
+            if task.repo in INSTANCE_CUTOFF_REPOS
+            else "the venv's pip, which has no date cut-off"
+        )
         notes.append(
             f"Python {runtime.python}: uv installs the environment ({UV_EXCLUDE_NEWER_NOTE}); the "
-            "instance's own install runs the venv's pip, which has no date cut-off"
+            f"instance's own install runs {instance}"
         )
     if system:
         env_steps.insert(
@@ -223,6 +307,9 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
         build_tools = astropy_env.setup_requires(spec.get("pip_packages", []))
         env_steps.append(f"{install_with} " + " ".join(shlex.quote(p) for p in build_tools))
         notes.append("astropy-helpers era: built in the env, setup.py's Cython and Jinja2 installed in it")
+    if task.repo in SQLITE_REPOS:
+        env_steps += sqlite_steps(install_with)
+        notes.append(f"SQLite as recent as the official env's conda libsqlite: {PYSQLITE3} as sqlite3")
     standins = standins_for(task.repo)
     env_steps += [step for standin in standins for step in standin.env_steps]
     notes += [standin.note for standin in standins]
@@ -234,9 +321,18 @@ def recipe_for(task: Task, source: FileReader | None = None, specs: Specs | None
     if astropy_env.uses_helpers(task.repo, task.version):
         pre_install = [astropy_env.fill_helpers_step(), *pre_install]
         notes.append("astropy-helpers submodule filled from its PyPI release (GitHub is not reachable)")
+    constrain = None
+    if runtime.installer == "uv" and task.repo in INSTANCE_CUTOFF_REPOS and install:
+        constrain = instance_constraints_step(install)
+        if constrain is not None:
+            install = f"PIP_CONSTRAINT={INSTANCE_CONSTRAINTS} {install}"
     # one step, so that later lines see earlier lines' shell variables (matplotlib's QHULL_*); the image
     # builder runs each step under `set -e`, so a failing line still fails the step
-    instance_steps = [*(["\n".join(pre_install)] if pre_install else []), *([install] if install else [])]
+    instance_steps = [
+        *(["\n".join(pre_install)] if pre_install else []),
+        *([constrain] if constrain else []),
+        *([install] if install else []),
+    ]
     return Recipe(
         repo=task.repo,
         version=task.version,
