@@ -131,12 +131,14 @@ def main() -> None:
         by_python: dict[str, list[str]] = {}
         for version in VERIFIED_VERSIONS:
             by_python.setdefault(str(specs[version]["python"]), []).append(version)
-        runtimes = []
+        # --pythons measures some interpreters again: the others' rows stay as they were
+        earlier = json.loads(args.out.read_text()).get("runtimes", []) if args.out.exists() else []
+        runtimes = {row["python_spec"]: row for row in earlier}
         for python, versions in by_python.items():
             if args.pythons and python not in args.pythons:
                 continue
-            runtimes.append(measure_runtime(backend, builder, python, versions, args.modules))
-            write(args.out, sqlite_sections(runtimes), started)
+            runtimes[python] = measure_runtime(backend, builder, python, versions, args.modules)
+            write(args.out, sqlite_sections(list(runtimes.values())), started)
     if "encodings" in args.parts:
         encodings = [
             encoding_of(backend, builder.ensure(ImageSpec(base=BaseLayer(distro=d))), d) for d in BASES
