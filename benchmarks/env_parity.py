@@ -45,9 +45,9 @@ from patchfleet.data.recipes import (
 from patchfleet.data.runtimes import runtime_for
 from patchfleet.data.task import Task
 from patchfleet.data.upstream import published_specs
-from patchfleet.sandbox.base import Network, SandboxSpec
+from patchfleet.sandbox.base import SandboxSpec
 from patchfleet.sandbox.docker import DockerBackend
-from patchfleet.sandbox.images import BaseLayer, ImageBuilder, ImageSpec
+from patchfleet.sandbox.images import BaseLayer, ImageBuilder, ImageSpec, unbounded_spec
 from patchfleet.sandbox.trust import HostTrust
 
 DJANGO = "django/django"
@@ -156,16 +156,7 @@ BASES = ("bionic", "focal", "bullseye", "jammy", "bookworm")
 
 
 def sandbox_spec(image: str) -> SandboxSpec:
-    return SandboxSpec(
-        image=image,
-        labels={"role": "bench"},
-        network=Network.BRIDGE,
-        cpus=None,
-        memory=None,
-        pids_limit=None,
-        workdir="/",
-        disk="0",
-    )
+    return unbounded_spec(image, role="bench")
 
 
 def run(sandbox: Any, command: str, env: dict[str, str], timeout: float = 1800) -> str:

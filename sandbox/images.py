@@ -171,6 +171,21 @@ def _slug(text: str) -> str:
     return cleaned.strip(".-")[:80] or "x"
 
 
+def unbounded_spec(image: str, *, role: str) -> SandboxSpec:
+    """A sandbox that builds or measures an image: network, no CPU, memory, pids or disk bound (it writes
+    what its recipe needs; the backend's host-disk reserve still holds)."""
+    return SandboxSpec(
+        image=image,
+        labels={"role": role},
+        network=Network.BRIDGE,
+        cpus=None,
+        memory=None,
+        pids_limit=None,
+        workdir="/",
+        disk="0",
+    )
+
+
 class ImageBuilder:
     """Makes sure the images of an `ImageSpec` exist, building the missing layers bottom-up."""
 
@@ -308,7 +323,7 @@ class ImageBuilder:
                 f"--include={','.join(layer.all_packages())}",
                 layer.distro,
                 str(root),
-                self.ubuntu_mirror if release.family == "ubuntu" else self.debian_mirror,
+                self._mirror(release),
             ]
             self.log(f"$ {' '.join(cmd)}")
             done = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
@@ -316,10 +331,6 @@ class ImageBuilder:
                 raise ImageBuildError(
                     f"debootstrap of {layer.distro} failed", log=done.stdout[-4000:] + done.stderr[-4000:]
                 )
-            for junk in ("var/cache/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
-                for child in (root / junk).glob("*"):
-                    if child.is_file():
-                        child.unlink()
             if release.pockets:
                 self._upgrade_in_chroot(root, release, tag)
             for junk in ("var/cache/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
@@ -341,12 +352,15 @@ class ImageBuilder:
         if not self.exists(tag):
             raise ImageBuildError(f"docker import reported success but {tag} does not exist")
 
+    def _mirror(self, release: Distro) -> str:
+        return self.ubuntu_mirror if release.family == "ubuntu" else self.debian_mirror
+
     def _upgrade_in_chroot(self, root: Path, release: Distro, tag: str) -> None:
         """List the release's updates and security pockets, as the registry images do, and upgrade from
         them inside the debootstrapped tree (one layer: an upgrade committed on top would store every
         upgraded file twice)."""
-        mirror = self.ubuntu_mirror if release.family == "ubuntu" else self.debian_mirror
-        (root / "etc/apt/sources.list").write_text(release.apt_sources(mirror, self.debian_security_mirror))
+        sources = release.apt_sources(self._mirror(release), self.debian_security_mirror)
+        (root / "etc/apt/sources.list").write_text(sources)
         self.log(f"upgrading {tag} from {', '.join(f'{release.name}-{p}' for p in release.pockets)}")
         resolv = root / "etc/resolv.conf"
         kept = resolv.read_bytes() if resolv.is_file() and not resolv.is_symlink() else None
@@ -411,16 +425,7 @@ class ImageBuilder:
         upload: tuple[Path, str] | None = None,
     ) -> None:
         """Run `steps` in a sandbox from `parent` with network and host trust, then commit it as `tag`."""
-        spec = SandboxSpec(
-            image=parent,
-            labels={"role": "build"},
-            network=Network.BRIDGE,
-            cpus=None,
-            memory=None,
-            pids_limit=None,
-            workdir="/",
-            disk="0",  # a build writes what its recipe needs; the backend's host-disk reserve still holds
-        )
+        spec = unbounded_spec(parent, role="build")
         exec_env = {**self.trust.container_env(), **dict(env)}
         with self.backend.start(spec) as sandbox:
             if upload is not None:
