@@ -107,11 +107,13 @@ UV_BOOTSTRAP = (
     "install -m 755 /tmp/uv-wheel/x/uv-*.data/scripts/uv /usr/local/bin/uv && rm -rf /tmp/uv-wheel && "
     "uv --version",
 )
+# sets $venv_site to the venv's site-packages, where a .pth reaches every interpreter that reads the venv
+VENV_SITE = f"venv_site=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')"
 # Tools that re-exec "the current interpreter" through a symlink (tox-current-env, as sphinx's test
 # command uses) land in the system Python, which knows nothing of the venv; conda's one-interpreter
 # environments never had that problem. A .pth in the system site dir appends the venv's packages there.
 SYSTEM_PYTHON_SEES_VENV = (
-    f"venv_site=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+    f"{VENV_SITE} && "
     "system_site=$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])') && "
     'mkdir -p "$system_site" && '
     'echo "import site; site.addsitedir(\'$venv_site\')" > "$system_site/patchfleet-venv.pth"'
@@ -142,7 +144,7 @@ def sqlite_steps(install_with: str = PIP) -> tuple[str, ...]:
     )
     return (
         f"{install_with} {shlex.quote(PYSQLITE3)}",
-        f"venv_site=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+        f"{VENV_SITE} && "
         f'echo {shlex.quote(SQLITE_ALIAS)} > "$venv_site/{SQLITE_PTH}" && '
         f"{VENV}/bin/python -c {shlex.quote(check)}",
     )
